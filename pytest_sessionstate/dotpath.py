@@ -1,0 +1,158 @@
+"""Dot paths: addressing nested keys of a JSON object.
+
+``"workflow_progress.initialize"`` names ``doc["workflow_progress"]["initialize"]``.
+A literal dot inside a key is written ``\\.`` and a literal backslash ``\\\\``, so
+every key, whatever it contains, can be addressed, and ``split(join(s)) == s``
+for every tuple ``s`` of non-empty strings.  An update may also give its path as
+a tuple of segments, which needs no escaping.
+
+This module is pure (no I/O): the state manager, the Hypothesis strategies and
+the state machine's model all share it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .errors import SessionValueError
+
+__all__ = ["Path", "apply_updates", "join", "normalize", "split"]
+
+#: A dot path as written (``"a.b"``) or as its segments (``("a", "b")``).
+Path = str | tuple[str, ...]
+
+
+def _bad(path: object, problem: str) -> SessionValueError:
+    return SessionValueError(
+        f"invalid dot path {path!r}: {problem}",
+        details={"path": repr(path), "problem": problem},
+    )
+
+
+def split(path: str) -> tuple[str, ...]:
+    """Split a dot path into its segments, resolving escapes.
+
+    :raises SessionValueError: on an empty segment or a dangling backslash.
+    """
+    if not isinstance(path, str):
+        raise _bad(path, f"must be a str, not {type(path).__name__}")
+    if "\\" not in path:
+        segments = tuple(path.split("."))
+        if "" in segments:
+            raise _bad(path, "empty segment")
+        return segments
+    result: list[str] = []
+    current: list[str] = []
+    chars = iter(path)
+    for char in chars:
+        if char == "\\":
+            escaped = next(chars, None)
+            if escaped is None:
+                raise _bad(path, "dangling backslash at the end")
+            if escaped not in ".\\":
+                raise _bad(path, f"unknown escape '\\{escaped}' (only '\\.' and '\\\\')")
+            current.append(escaped)
+        elif char == ".":
+            if not current:
+                raise _bad(path, "empty segment")
+            result.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    if not current:
+        raise _bad(path, "empty segment")
+    result.append("".join(current))
+    return tuple(result)
+
+
+def join(segments: Iterable[str]) -> str:
+    """Join segments into a dot path, escaping dots and backslashes.
+
+    :raises SessionValueError: if there is no segment, or one is empty or not a str.
+    """
+    segments = tuple(segments)
+    _check_segments(segments, segments)
+    return ".".join(s.replace("\\", "\\\\").replace(".", "\\.") for s in segments)
+
+
+def _check_segments(segments: tuple[Any, ...], path: object) -> None:
+    if not segments:
+        raise _bad(path, "no segment")
+    for segment in segments:
+        if not isinstance(segment, str):
+            raise _bad(path, f"segment {segment!r} is not a str")
+        if not segment:
+            raise _bad(path, "empty segment")
+
+
+def normalize(path: Path) -> tuple[str, ...]:
+    """Return the segments of a dot path given as a str or as a tuple of segments.
+
+    :raises SessionValueError: if the path is malformed or of another type.
+    """
+    if isinstance(path, str):
+        return split(path)
+    if isinstance(path, tuple):
+        _check_segments(path, path)
+        return path
+    raise _bad(path, f"must be a str or a tuple of str, not {type(path).__name__}")
+
+
+def _normalize_updates(updates: Mapping[Any, Any]) -> list[tuple[tuple[str, ...], Any]]:
+    if not isinstance(updates, Mapping):
+        raise SessionValueError(
+            f"updates must be a mapping of dot paths to values, not {type(updates).__name__}",
+            details={"type": type(updates).__name__},
+        )
+    return [(normalize(path), value) for path, value in updates.items()]
+
+
+def apply_updates(document: Mapping[str, Any], updates: Mapping[Path, Any]) -> dict[str, Any]:
+    """Return a new document with ``updates`` applied; ``document`` is never mutated.
+
+    Updates apply in order; an intermediate object that is missing is created.
+    Objects along an updated path are copied, everything else is shared with
+    ``document``.
+
+    :raises SessionValueError: if a path is malformed, or runs through a value that
+        is not an object (a list, a string, a number...).
+    """
+    if not isinstance(document, Mapping):
+        raise SessionValueError(
+            f"document must be a JSON object, not {type(document).__name__}",
+            details={"type": type(document).__name__},
+        )
+    return _apply(document, _normalize_updates(updates))
+
+
+def _apply(
+    document: Mapping[str, Any], updates: list[tuple[tuple[str, ...], Any]]
+) -> dict[str, Any]:
+    result = dict(document)
+    # Objects of ``result`` already copied by this call: safe to change in place.
+    owned: set[int] = {id(result)}
+    for segments, value in updates:
+        target = result
+        for depth, segment in enumerate(segments[:-1]):
+            child = target.get(segment)
+            if child is None and segment not in target:
+                child = {}
+                owned.add(id(child))
+            elif not isinstance(child, dict):
+                raise SessionValueError(
+                    f"cannot update {join(segments)!r}: {join(segments[: depth + 1])!r} "
+                    f"is a {type(child).__name__}, not an object",
+                    details={
+                        "path": join(segments),
+                        "at": join(segments[: depth + 1]),
+                        "type": type(child).__name__,
+                    },
+                )
+            elif id(child) not in owned:
+                child = dict(child)
+                owned.add(id(child))
+            target[segment] = child
+            target = child
+        target[segments[-1]] = value
+    return result

@@ -1,0 +1,4 @@
+"""The testing toolkit: temporary roots, contention simulation, crash injection.
+
+May import pytest; the core never imports this package.
+"""
