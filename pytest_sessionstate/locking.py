@@ -260,6 +260,9 @@ class SessionLock:
         while True:
             pending, self._pending = self._pending, None
             if pending is not None and pending.adopt():
+                if not waited and not pending.done.is_set():
+                    waited = True
+                    on_wait()
                 fd = self._wait_for(pending, timeout, deadline, grace=_ADOPT_GRACE)
             else:
                 fd = _open_lock_file(self.path, self.session_dir, on_created_dir)
