@@ -1,0 +1,71 @@
+"""Sphinx configuration for the pytest-sessionstate documentation.
+
+Built with warnings as errors in CI (``sphinx-build -W``), in two builders:
+``html`` (the site) and ``doctest`` (every ``.. doctest::`` and ``.. testcode::``
+block of the pages runs, so the examples cannot rot).  No network access is
+needed: intersphinx is off, so references to other projects' names are plain
+text, while references to this project's own names are checked (nitpicky).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Document the checkout being built, installed or not.
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import pytest_sessionstate  # noqa: E402
+
+project = "pytest-sessionstate"
+author = "pytest-sessionstate developers"
+copyright = "pytest-sessionstate developers"
+release = pytest_sessionstate.__version__
+version = ".".join(release.split(".")[:2])
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.doctest",
+    "sphinx.ext.viewcode",
+]
+
+exclude_patterns = ["_build", "examples/README.md", "**/.pytest_cache", "**/__pycache__"]
+templates_path: list[str] = []
+root_doc = "index"
+highlight_language = "python3"
+
+# -- autodoc -------------------------------------------------------------------------
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+autodoc_typehints_description_target = "documented_params"
+autodoc_preserve_defaults = True
+autodoc_default_options = {"members": True, "show-inheritance": True}
+# Aliases in signatures, shown by name instead of expanded.
+autodoc_type_aliases = {
+    "DotPath": "pytest_sessionstate.dotpath.Path",
+    "StrPath": "str | os.PathLike[str]",
+}
+
+# -- nitpicky: every reference to this project's names must resolve ---------------------
+nitpicky = True
+# Names of other projects (the standard library, pytest, Hypothesis...) cannot resolve
+# without intersphinx, which needs the network: they are left as plain text.
+nitpick_ignore_regex = [
+    (r"py:.*", r"(?!pytest_sessionstate\b).*"),
+]
+
+# -- doctest -------------------------------------------------------------------------
+# Each page sets up its own temporary root in a visible or ``testsetup`` block; this
+# only makes sure nothing leaks between pages.
+doctest_global_setup = """
+import os
+os.environ.pop("SESSIONSTATE_ROOT", None)
+"""
+doctest_test_doctest_blocks = ""  # only explicit ``.. doctest::`` blocks run
+
+# -- HTML ----------------------------------------------------------------------------
+html_theme = "furo"
+html_title = f"pytest-sessionstate {release}"
+html_static_path: list[str] = []
+html_show_sourcelink = False
