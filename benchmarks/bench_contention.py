@@ -1,0 +1,324 @@
+"""Contention: N processes x M read-modify-writes of one small document.
+
+Variants, each in the same run, in interleaved rounds:
+
+* ``flock``: a bare blocking ``fcntl.flock`` loop (open the lock file, ``LOCK_EX``,
+  read, ``json.loads``, write a temp file, rename, unlock, close): the kernel
+  queues the waiters and wakes one at each release.  The goal's yardstick.
+* ``filelock``: ``filelock.FileLock`` with its defaults (a 0.05 s poll).
+* ``original``: the original code's protocol: a lock file made with
+  ``touch(exist_ok=False)``, polled every 0.1 s, unlinked on release;
+  ``json.load`` / ``json.dump(indent=2, default=str)`` to a fixed temp name.
+* ``project``: ``StateManager.transaction`` with ``durable=False``; its lock
+  waits come from the ``lock-acquired`` probe point (``event.waited``).
+
+Every variant times its lock acquisition the same way (from just before the
+call that may wait until it returns); throughput is the total number of
+operations over the wall time from the barrier to the last worker's end.  Each
+round also checks that no increment was lost.
+
+Goal (issue #3): project throughput >= 0.9x flock, p99 wait <= 2x, worst <= 3x.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # _common, and this checkout's package
+
+from _common import (  # noqa: E402
+    Table,
+    header,
+    interleaved_order,
+    make_parser,
+    median,
+    ms,
+    percentile,
+    ratio,
+    rounds_of,
+    scratch_dir,
+    verdict,
+)
+from filelock import FileLock  # noqa: E402
+
+from pytest_sessionstate import Settings, StateManager, probes  # noqa: E402
+
+DOC = "doc.json"
+SESSION = "bench"
+START_DOC = {"counter": 0, "owner": "bench", "status": "running", "steps": {"a": 1, "b": 2}}
+
+
+# -- one read-modify-write per variant ---------------------------------------------------
+
+
+def _read_modify_write(session_dir: str, temp_name: str) -> None:
+    path = os.path.join(session_dir, DOC)
+    with open(path, "rb") as f:
+        doc = json.loads(f.read())
+    doc["counter"] += 1
+    temp = os.path.join(session_dir, temp_name)
+    with open(temp, "w", encoding="utf-8") as f:
+        f.write(json.dumps(doc))
+    os.replace(temp, path)
+
+
+def worker_flock(session_dir: str, iterations: int) -> list[float]:
+    lock_path = os.path.join(session_dir, ".lock")
+    temp_name = f".{DOC}.{os.getpid()}.tmp"
+    waits = []
+    clock = time.perf_counter
+    for _ in range(iterations):
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            start = clock()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            waits.append(clock() - start)
+            _read_modify_write(session_dir, temp_name)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+    return waits
+
+
+def worker_filelock(session_dir: str, iterations: int) -> list[float]:
+    lock = FileLock(os.path.join(session_dir, ".lock"))
+    temp_name = f".{DOC}.{os.getpid()}.tmp"
+    waits = []
+    clock = time.perf_counter
+    for _ in range(iterations):
+        start = clock()
+        lock.acquire()
+        waits.append(clock() - start)
+        try:
+            _read_modify_write(session_dir, temp_name)
+        finally:
+            lock.release()
+    return waits
+
+
+def worker_original(session_dir: str, iterations: int) -> list[float]:
+    """The original ``StateManager.lock`` + ``update_json``, protocol for protocol."""
+    directory = Path(session_dir)
+    lock_file = directory / ".lock"
+    file_path = directory / DOC
+    temp_path = directory / f".{DOC}.tmp"
+    timeout = 300.0  # the original default is 30 s; a timeout would spoil the figures
+    waits = []
+    clock = time.perf_counter
+    for _ in range(iterations):
+        start = clock()
+        directory.mkdir(parents=True, exist_ok=True)
+        began = time.time()
+        while True:
+            try:
+                lock_file.touch(exist_ok=False)
+                break
+            except FileExistsError:
+                if time.time() - began > timeout:
+                    raise TimeoutError(f"original lock: no lock within {timeout}s") from None
+                time.sleep(0.1)
+        waits.append(clock() - start)
+        try:
+            if not file_path.exists():
+                raise FileNotFoundError(file_path)
+            with open(file_path, encoding="utf-8") as f:
+                data = json.load(f)
+            data["counter"] += 1
+            directory.mkdir(parents=True, exist_ok=True)
+            with open(temp_path, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=2, default=str)
+            temp_path.replace(file_path)
+        finally:
+            with contextlib.suppress(Exception):
+                if lock_file.exists():
+                    lock_file.unlink()
+    return waits
+
+
+def worker_project(session_dir: str, iterations: int) -> list[float]:
+    root = Path(session_dir).parent
+    manager = StateManager(Path(session_dir).name, settings=Settings(root, durable=False))
+    waits: list[float] = []
+    record = waits.append
+
+    def on_event(event: probes.ProbeEvent) -> None:
+        if event.point == "lock-acquired":
+            record(event.waited)  # type: ignore[arg-type]
+
+    probes.add_listener(on_event)
+    for _ in range(iterations):
+        with manager.transaction(DOC) as doc:
+            doc["counter"] += 1
+    probes.remove_listener(on_event)
+    return waits
+
+
+WORKERS: dict[str, Callable[[str, int], list[float]]] = {
+    "flock": worker_flock,
+    "filelock": worker_filelock,
+    "original": worker_original,
+    "project": worker_project,
+}
+
+LABELS = {
+    "flock": "bare blocking fcntl.flock (kernel queue)",
+    "filelock": "filelock.FileLock, defaults (poll 0.05 s)",
+    "original": "original code (touch + 0.1 s poll + unlink)",
+    "project": "project: transaction(), durable=False",
+}
+
+
+def _child(
+    variant: str,
+    session_dir: str,
+    iterations: int,
+    barrier: Any,
+    results: Any,
+) -> None:
+    try:
+        barrier.wait(60)
+        start = time.perf_counter()
+        waits = WORKERS[variant](session_dir, iterations)
+        end = time.perf_counter()
+        results.put((start, end, waits, None))
+    except BaseException as exc:
+        results.put((0.0, 0.0, [], f"{type(exc).__name__}: {exc}"))
+
+
+def run_round(
+    variant: str, root: Path, workers: int, iterations: int, index: int
+) -> dict[str, float]:
+    """One round of one variant in a fresh session directory: its figures."""
+    session_dir = root / f"{variant}-{index}"
+    session_dir.mkdir(mode=0o700)
+    (session_dir / DOC).write_text(json.dumps(START_DOC, indent=2), encoding="utf-8")
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(workers)
+    results = context.Queue()
+    procs = [
+        context.Process(
+            target=_child, args=(variant, str(session_dir), iterations, barrier, results)
+        )
+        for _ in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+    outcomes = [results.get(timeout=600) for _ in procs]
+    for proc in procs:
+        proc.join(60)
+        if proc.is_alive():  # pragma: no cover - a hung worker
+            proc.kill()
+            proc.join(10)
+    errors = [error for *_, error in outcomes if error]
+    if errors:
+        raise RuntimeError(f"{variant}: worker failed: {errors[0]}")
+    final = json.loads((session_dir / DOC).read_text(encoding="utf-8"))["counter"]
+    if final != workers * iterations:
+        raise RuntimeError(f"{variant}: lost updates: {final} != {workers * iterations}")
+    start = min(o[0] for o in outcomes)
+    end = max(o[1] for o in outcomes)
+    waits = [w for o in outcomes for w in o[2]]
+    return {
+        "ops_s": workers * iterations / (end - start),
+        "p50": percentile(waits, 50),
+        "p99": percentile(waits, 99),
+        "worst": max(waits),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser(__doc__.splitlines()[0], rounds=5, quick_rounds=2)
+    parser.add_argument("--workers", type=int, default=8, help="processes (default 8)")
+    parser.add_argument(
+        "--iterations", type=int, default=None, help="operations per process (default 100)"
+    )
+    parser.add_argument(
+        "--variants",
+        default=",".join(WORKERS),
+        help=f"comma-separated subset of {','.join(WORKERS)}",
+    )
+    args = parser.parse_args(argv)
+    iterations = args.iterations or (30 if args.quick else 100)
+    names = [name.strip() for name in args.variants.split(",") if name.strip()]
+    unknown = set(names) - set(WORKERS)
+    if unknown:
+        parser.error(f"unknown variants: {sorted(unknown)}")
+    root = scratch_dir(args.dir, "bench-contention-")
+    header(
+        f"Contention: {args.workers} processes x {iterations} read-modify-writes of one small "
+        "document",
+        args,
+        f"scratch dir {root}",
+    )
+    figures: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    for index in range(rounds_of(args)):
+        for name in interleaved_order(names, index):
+            figures[name].append(run_round(name, root, args.workers, iterations, index))
+        print(
+            f"round {index + 1}: "
+            + ", ".join(f"{n} {figures[n][-1]['ops_s']:.0f} ops/s" for n in names),
+            flush=True,
+        )
+
+    summary = {
+        name: {key: median([r[key] for r in rounds]) for key in rounds[0]}
+        for name, rounds in figures.items()
+    }
+    base = summary.get("flock")
+    table = Table(
+        [
+            "variant",
+            "ops/s",
+            "p50 wait",
+            "p99 wait",
+            "worst wait",
+            "ops/s vs flock",
+            "p99 vs flock",
+            "worst vs flock",
+        ]
+    )
+    for name in names:
+        s = summary[name]
+        table.add(
+            LABELS[name],
+            f"{s['ops_s']:,.0f}",
+            ms(s["p50"]),
+            ms(s["p99"]),
+            ms(s["worst"]),
+            ratio(s["ops_s"], base["ops_s"]) if base else "-",
+            ratio(s["p99"], base["p99"]) if base else "-",
+            ratio(s["worst"], base["worst"]) if base else "-",
+        )
+    print()
+    print("Medians over the rounds:")
+    print(table.render(args.format))
+    if base and "project" in summary:
+        s = summary["project"]
+        print()
+        print(
+            f"goal throughput >= 0.90x flock: {s['ops_s'] / base['ops_s']:.2f}x "
+            f"{verdict(s['ops_s'] >= 0.9 * base['ops_s'])}"
+        )
+        print(
+            f"goal p99 wait <= 2x flock: {s['p99'] / base['p99']:.2f}x "
+            f"{verdict(s['p99'] <= 2 * base['p99'])}"
+        )
+        print(
+            f"goal worst wait <= 3x flock: {s['worst'] / base['worst']:.2f}x "
+            f"{verdict(s['worst'] <= 3 * base['worst'])}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
