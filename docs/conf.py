@@ -41,18 +41,20 @@ autodoc_typehints = "description"
 autodoc_typehints_description_target = "documented_params"
 autodoc_preserve_defaults = True
 autodoc_default_options = {"members": True, "show-inheritance": True}
-# Aliases in signatures, shown by name instead of expanded.
-autodoc_type_aliases = {
-    "DotPath": "pytest_sessionstate.dotpath.Path",
-    "StrPath": "str | os.PathLike[str]",
-}
 
-# -- nitpicky: every reference to this project's names must resolve ---------------------
+# -- nitpicky: references to this project's names must resolve ------------------------
 nitpicky = True
-# Names of other projects (the standard library, pytest, Hypothesis...) cannot resolve
-# without intersphinx, which needs the network: they are left as plain text.
+# Other projects' names cannot resolve without intersphinx (it needs the network), so
+# dotted names outside this package (``pathlib.Path``, ``collections.abc.Mapping``,
+# ``hypothesis.strategies.SearchStrategy``...) are left as plain text.  Bare names must
+# resolve, except these few that docstrings name without their module.
 nitpick_ignore_regex = [
-    (r"py:.*", r"(?!pytest_sessionstate\b).*"),
+    (r"py:.*", r"(?!pytest_sessionstate\b)[A-Za-z_][A-Za-z0-9_]*\..+"),
+    (r"py:.*", r"InvalidArgument|SearchStrategy|RuleBasedStateMachine|Path|Any|StrPath"),
+]
+nitpick_ignore = [
+    # pytest_sessionstate.locking's docstring names it relative to the package.
+    ("py:meth", "StateManager.lock"),
 ]
 
 # -- doctest -------------------------------------------------------------------------
