@@ -2,16 +2,29 @@
 
 Imported by every pytest run in an environment where the package is installed,
 so it stays cheap: it imports neither Hypothesis nor freezegun, and the toolkit
-modules are imported inside the fixtures that use them.
+modules (``testing/``) are imported inside the fixtures and hooks that use them.
 
-SKELETON: the plugin issue (#4) fills in the rest.
+What it adds to a run:
+
+- fixtures ``session_root``, ``session_settings``, ``make_session``,
+  ``session_root_factory``, ``shared_session_root``, ``contention``, ``crash``;
+- the marker ``@pytest.mark.sessionstate(lock_timeout=..., durable=...)``;
+- the ini options ``sessionstate_lock_timeout`` and ``sessionstate_durable``;
+- a ``sessionstate`` section in the report of a failing test that used the
+  fixtures (see :mod:`pytest_sessionstate.testing.report`);
+- with pytest-xdist, one ``shared_session_root`` for all workers of a run;
+- with freezegun imported by the tests, the package on freezegun's ignore list.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+import sys
+import tempfile
+import uuid
+from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -20,23 +33,355 @@ from .settings import Settings, use_settings
 if TYPE_CHECKING:
     from .testing.contention import ContentionSimulator
     from .testing.crash import CrashInjector
+    from .testing.roots import MakeSession, RootLog, SessionRootFactory
+
+__all__ = [
+    "DURABLE_INI",
+    "LOCK_TIMEOUT_INI",
+    "MARKER",
+    "SHARED_ROOT_WORKERINPUT",
+]
+
+#: The marker's name: ``@pytest.mark.sessionstate(lock_timeout=..., durable=...)``.
+MARKER = "sessionstate"
+#: Ini option: the run-wide default lock timeout (seconds) of the fixtures' settings.
+LOCK_TIMEOUT_INI = "sessionstate_lock_timeout"
+#: Ini option: the run-wide default durability of the fixtures' settings.
+DURABLE_INI = "sessionstate_durable"
+#: The ``workerinput`` key through which the xdist controller hands its shared root
+#: to the workers.
+SHARED_ROOT_WORKERINPUT = "sessionstate_shared_root"
+
+_MARKER_ARGUMENTS = ("lock_timeout", "durable")
+_DEFAULT_LOCK_TIMEOUT = 30.0
+
+_defaults_key = pytest.StashKey[tuple[float, bool]]()
+_current_item_key: pytest.StashKey[pytest.Item | None] = pytest.StashKey()
+_shared_root_key = pytest.StashKey[Path]()
+_root_log_key: pytest.StashKey[RootLog] = pytest.StashKey()
+
+
+# -- options and marker ------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register the ini options that set the fixtures' run-wide defaults."""
+    parser.addini(
+        LOCK_TIMEOUT_INI,
+        "pytest-sessionstate: default lock timeout in seconds of the fixtures' settings "
+        f"(0: one attempt, negative: wait forever; default {_DEFAULT_LOCK_TIMEOUT:g})",
+        type="string",
+        default=str(_DEFAULT_LOCK_TIMEOUT),
+    )
+    parser.addini(
+        DURABLE_INI,
+        "pytest-sessionstate: whether the fixtures' settings fsync every write (default true)",
+        type="bool",
+        default=True,
+    )
+
+
+def _parse_lock_timeout(raw: object) -> float:
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        value = math.nan
+    if math.isnan(value):
+        raise pytest.UsageError(
+            f"{LOCK_TIMEOUT_INI} must be a number of seconds "
+            f"(0: one attempt, negative: wait forever), not {raw!r}"
+        )
+    return value
+
+
+def _read_defaults(config: pytest.Config) -> tuple[float, bool]:
+    lock_timeout = _parse_lock_timeout(config.getini(LOCK_TIMEOUT_INI))
+    try:
+        durable = config.getini(DURABLE_INI)
+    except ValueError as exc:
+        raise pytest.UsageError(f"{DURABLE_INI} must be true or false: {exc}") from None
+    return lock_timeout, bool(durable)
+
+
+def _check_marker_value(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if name == "lock_timeout":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            return (
+                "lock_timeout must be a number of seconds "
+                f"(0: one attempt, negative: wait forever), not {value!r}"
+            )
+    elif not isinstance(value, bool):
+        return f"durable must be True or False, not {value!r}"
+    return None
+
+
+def _marker_overrides(item: pytest.Item) -> dict[str, Any]:
+    """The settings the ``sessionstate`` markers of ``item`` set; the closest wins.
+
+    A marker on the test overrides one on its class or module, argument by argument.
+    """
+    overrides: dict[str, Any] = {}
+    for mark in item.iter_markers(MARKER):
+        problem = None
+        if mark.args:
+            problem = f"takes keyword arguments only ({', '.join(_MARKER_ARGUMENTS)})"
+        for name, value in mark.kwargs.items():
+            if problem is not None:
+                break
+            if name not in _MARKER_ARGUMENTS:
+                problem = f"unknown argument {name!r}; it takes {', '.join(_MARKER_ARGUMENTS)}"
+            else:
+                problem = _check_marker_value(name, value)
+            if problem is None and value is not None:
+                overrides.setdefault(name, value)
+        if problem is not None:
+            pytest.fail(f"@pytest.mark.{MARKER}: {problem}", pytrace=False)
+    return overrides
+
+
+def _settings_for(config: pytest.Config, item: pytest.Item | None, root: Path) -> Settings:
+    """The fixtures' settings for ``root``: ini defaults, then ``item``'s markers."""
+    lock_timeout, durable = config.stash.get(_defaults_key, (_DEFAULT_LOCK_TIMEOUT, True))
+    if item is not None:
+        overrides = _marker_overrides(item)
+        lock_timeout = overrides.get("lock_timeout", lock_timeout)
+        durable = overrides.get("durable", durable)
+    return Settings(root, lock_timeout=lock_timeout, durable=durable)
+
+
+# -- freezegun -----------------------------------------------------------------------
+
+_freezegun_configured = False
+
+
+def _exempt_from_freezegun() -> None:
+    """Put the package on freezegun's ignore list, if the tests imported freezegun.
+
+    The core measures lock deadlines with a clock freezegun cannot patch
+    (:mod:`pytest_sessionstate.clock`); this covers any other clock read by the
+    toolkit: calls from ``pytest_sessionstate`` modules see real time, and their
+    module attributes are not swapped for fakes.  freezegun copies its ignore
+    list when ``freeze_time(...)`` is called, so this runs at configure time,
+    before each collector and before each test.  It never imports freezegun.
+    """
+    global _freezegun_configured
+    if _freezegun_configured:
+        return
+    freezegun = sys.modules.get("freezegun")
+    configure = getattr(freezegun, "configure", None)
+    if configure is None:
+        return
+    configure(extend_ignore_list=["pytest_sessionstate"])
+    _freezegun_configured = True
+
+
+# -- hooks ---------------------------------------------------------------------------
+
+
+class _XdistHooks:
+    """Hooks that exist only when pytest-xdist is installed (registered on demand)."""
+
+    def pytest_configure_node(self, node: Any) -> None:
+        """On the controller: hand each local worker the run's shared root."""
+        spec = getattr(getattr(node, "gateway", None), "spec", None)
+        if spec is not None and not getattr(spec, "popen", True):
+            return  # a remote worker cannot reach the controller's disk
+        config: pytest.Config = node.config
+        root = config.stash.get(_shared_root_key, None)
+        if root is None:
+            uid = str(node.workerinput.get("testrunuid") or uuid.uuid4().hex)
+            root = _make_shared_root(getattr(config, "_tmp_path_factory", None), uid)
+            config.stash[_shared_root_key] = root
+        node.workerinput[SHARED_ROOT_WORKERINPUT] = str(root)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker, read the ini options, hook into xdist if present."""
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}(lock_timeout=None, durable=None): settings of the pytest-sessionstate "
+        "fixtures for this test (lock timeout in seconds, fsync on write)",
+    )
+    config.stash[_defaults_key] = _read_defaults(config)
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHooks(), "sessionstate-xdist")
+    _exempt_from_freezegun()
+
+
+def pytest_collectstart() -> None:
+    """Catch freezegun imported by a conftest or an earlier test module."""
+    _exempt_from_freezegun()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Reject a malformed ``sessionstate`` marker before any fixture runs."""
+    _exempt_from_freezegun()
+    if item.get_closest_marker(MARKER) is not None:
+        _marker_overrides(item)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
+    """Remember the running test, for the session-scoped ``session_root_factory``."""
+    item.config.stash[_current_item_key] = item
+    try:
+        yield
+    finally:
+        item.config.stash[_current_item_key] = None
+
+
+def _log_root(item: pytest.Item | None, root: Path, label: str) -> None:
+    if item is None:
+        return
+    log = item.stash.get(_root_log_key, None)
+    if log is None:
+        from .testing.roots import RootLog
+
+        log = item.stash[_root_log_key] = RootLog()
+    log.add(root, label)
+
+
+def _reported_roots(item: pytest.Item) -> list[tuple[Path, str]]:
+    roots: list[tuple[Path, str]] = []
+    log = item.stash.get(_root_log_key, None)
+    if log is not None:
+        roots.extend(log.items())
+    shared = item.config.stash.get(_shared_root_key, None)
+    if (
+        shared is not None
+        and "shared_session_root" in getattr(item, "fixturenames", ())
+        and all(root != shared for root, _ in roots)
+    ):
+        roots.append((shared, "shared_session_root"))
+    return roots
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, Any, None]:
+    """Add the ``sessionstate`` section to the report of a failing test that used
+    the fixtures: its roots, their sessions, files and (cut) contents."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if not report.failed:
+        return
+    roots = _reported_roots(item)
+    if not roots:
+        return
+    from .testing.report import SECTION_NAME, render
+
+    report.sections.append((SECTION_NAME, render(roots)))
+
+
+# -- fixtures ------------------------------------------------------------------------
 
 
 @pytest.fixture
-def session_root(tmp_path: Path) -> Iterator[Path]:
-    """A fresh, empty session root, made the default settings for the test."""
+def session_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """The :class:`~pytest_sessionstate.Settings` in force for the test.
+
+    Its root is ``session_root``: a fresh, empty directory.  ``lock_timeout`` and
+    ``durable`` come from the ini options ``sessionstate_lock_timeout`` /
+    ``sessionstate_durable`` and the test's ``@pytest.mark.sessionstate(...)``.
+    For the whole test these are the default settings (``use_settings``), so code
+    under test that calls ``StateManager(session_id)`` lands in the root; the
+    previous defaults come back after the test, also when it fails.
+    """
     root = tmp_path / "sessions"
     root.mkdir()
-    with use_settings(Settings(root, durable=True)):
-        yield root
+    new = _settings_for(request.config, request.node, root)
+    _log_root(request.node, root, "session_root")
+    with use_settings(new):
+        yield new
 
 
 @pytest.fixture
-def session_settings(session_root: Path) -> Settings:
-    """The :class:`~pytest_sessionstate.Settings` in force for the test."""
-    from .settings import current_settings
+def session_root(session_settings: Settings) -> Path:
+    """A fresh, empty directory (``Path``) that is the test's session root.
 
-    return current_settings()
+    For the whole test the default settings point at it (``use_settings``), so
+    ``StateManager(session_id)`` without ``settings=`` lands here; restored after
+    the test, also when it fails.  If the test fails, its report shows what the
+    root holds (section ``sessionstate``).
+    """
+    return session_settings.root
+
+
+@pytest.fixture
+def make_session(request: pytest.FixtureRequest, session_settings: Settings) -> MakeSession:
+    """Make sessions in the test's root: ``make_session(session_id=None, files=None)``.
+
+    Returns the session's :class:`~pytest_sessionstate.StateManager`.  ``None``
+    as id picks a unique one; ``files`` maps filename to initial document, e.g.
+    ``make_session("cart", {"session.json": {"items": []}})``.  Pass
+    ``settings=`` to make it elsewhere (``Settings(shared_session_root)``).
+    Annotate with :class:`pytest_sessionstate.MakeSession`.
+    """
+    from .testing.roots import MakeSession
+
+    item = request.node
+    return MakeSession(session_settings, on_root=lambda root: _log_root(item, root, "make_session"))
+
+
+@pytest.fixture(scope="session")
+def session_root_factory(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> SessionRootFactory:
+    """Fresh roots for Hypothesis tests: ``with session_root_factory() as settings:``.
+
+    Each call makes a new, empty directory and makes ``Settings(that directory)``
+    the default settings inside the block.  Session-scoped, so a ``@given`` test
+    can use it without ``HealthCheck.function_scoped_fixture``: ask for a root
+    inside the test body, one per example.  The ini options and the running
+    test's ``sessionstate`` marker apply; ``session_root_factory(durable=False)``
+    overrides them for one root.  Annotate with
+    :class:`pytest_sessionstate.SessionRootFactory`.
+    """
+    from .testing.roots import SessionRootFactory
+
+    base = tmp_path_factory.mktemp("sessionstate-roots")
+
+    def defaults() -> Settings:
+        return _settings_for(pytestconfig, pytestconfig.stash.get(_current_item_key, None), base)
+
+    def on_root(root: Path) -> None:
+        _log_root(pytestconfig.stash.get(_current_item_key, None), root, "session_root_factory")
+
+    return SessionRootFactory(base, defaults=defaults, on_root=on_root)
+
+
+def _make_shared_root(factory: pytest.TempPathFactory | None, uid: str) -> Path:
+    """A new directory for the run's shared root, in pytest's basetemp when possible."""
+    name = f"sessionstate-shared-{uid[:16]}-"
+    if factory is None:
+        return Path(tempfile.mkdtemp(prefix=name))
+    return factory.mktemp(name, numbered=True)
+
+
+@pytest.fixture(scope="session")
+def shared_session_root(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """One directory (``Path``) shared by every test of the run, on every xdist worker.
+
+    With pytest-xdist the controller makes it and hands its path to the workers,
+    so tests on all (local) workers see the same directory; without xdist it is a
+    plain directory of the run.  Each run gets its own, inside pytest's basetemp,
+    and pytest removes it with the other old temporary directories.  It is not
+    made the default settings: use ``Settings(shared_session_root)``.
+    """
+    workerinput = getattr(pytestconfig, "workerinput", None)
+    given = workerinput.get(SHARED_ROOT_WORKERINPUT) if workerinput else None
+    if given:
+        root = Path(given)
+        root.mkdir(parents=True, exist_ok=True)
+    else:
+        uid = str(workerinput.get("testrunuid")) if workerinput else uuid.uuid4().hex
+        root = _make_shared_root(tmp_path_factory, uid)
+    pytestconfig.stash[_shared_root_key] = root
+    return root
 
 
 @pytest.fixture
