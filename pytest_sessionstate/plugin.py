@@ -98,7 +98,7 @@ def _read_defaults(config: pytest.Config) -> tuple[float, bool]:
     lock_timeout = _parse_lock_timeout(config.getini(LOCK_TIMEOUT_INI))
     try:
         durable = config.getini(DURABLE_INI)
-    except ValueError as exc:
+    except (ValueError, pytest.UsageError) as exc:  # pytest words it without the name
         raise pytest.UsageError(f"{DURABLE_INI} must be true or false: {exc}") from None
     return lock_timeout, bool(durable)
 
