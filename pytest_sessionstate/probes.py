@@ -11,6 +11,7 @@ This module is part of the core: it imports nothing from pytest or Hypothesis.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -79,6 +80,16 @@ Listener = Callable[[ProbeEvent], None]
 #: never mutated in place.
 listeners: tuple[Listener, ...] = ()
 _listeners_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    # Another thread may have held the lock at fork: it never releases it in the child.
+    global _listeners_lock
+    _listeners_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def emit(event: ProbeEvent) -> None:
