@@ -55,7 +55,9 @@ def is_temp_name(name: str) -> bool:
 
 
 def _temp_name(filename: str) -> str:
-    return f".{filename}.{os.urandom(8).hex()}.tmp"
+    # ".", ".", 16 hex digits and ".tmp" take 22 characters: cut the filename so that
+    # the temp name of a 255-character filename still fits in one path component.
+    return f".{filename[:233]}.{os.urandom(8).hex()}.tmp"
 
 
 def fsync_dir(path: Path | str) -> None:
