@@ -9,8 +9,10 @@ text, while references to this project's own names are checked (nitpicky).
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
+from typing import Any
 
 # Document the checkout being built, installed or not.
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +52,7 @@ nitpicky = True
 # resolve, except these few that docstrings name without their module.
 nitpick_ignore_regex = [
     (r"py:.*", r"(?!pytest_sessionstate\b)[A-Za-z_][A-Za-z0-9_]*\..+"),
+    (r"py:mod", r"(?!pytest_sessionstate\b).+"),
     (r"py:.*", r"InvalidArgument|SearchStrategy|RuleBasedStateMachine|Path|Any|StrPath"),
 ]
 nitpick_ignore = [
@@ -71,3 +74,40 @@ html_theme = "furo"
 html_title = f"pytest-sessionstate {release}"
 html_static_path: list[str] = []
 html_show_sourcelink = False
+
+
+# -- references by another spelling ----------------------------------------------------
+# The toolkit's classes are documented under their public names
+# (``pytest_sessionstate.ContentionSimulator``), while docstrings in their modules
+# name them, their methods and their neighbours as those modules see them
+# (``pytest_sessionstate.testing.contention.ContentionSimulator.run``, or just
+# ``WorkerError``).  Resolve such a reference when exactly one documented object
+# fits; anything else still warns.
+_TOOLKIT_PATH = re.compile(r"pytest_sessionstate\.testing\.[A-Za-z_]+\.(?P<rest>.+)")
+
+
+def _resolve_other_spelling(app: Any, env: Any, node: Any, contnode: Any) -> Any:
+    if node.get("refdomain") != "py":
+        return None
+    target: str = node["reftarget"]
+    domain = env.get_domain("py")
+    match = _TOOLKIT_PATH.fullmatch(target)
+    if match:
+        candidates = [f"pytest_sessionstate.{match['rest']}"]
+    elif "." not in target:
+        candidates = [
+            name
+            for name, entry in domain.objects.items()
+            if name.endswith(f".{target}") and not entry.aliased
+        ]
+    else:
+        return None
+    if len(candidates) != 1:
+        return None
+    return domain.resolve_xref(
+        env, node["refdoc"], app.builder, node["reftype"], candidates[0], node, contnode
+    )
+
+
+def setup(app: Any) -> None:
+    app.connect("missing-reference", _resolve_other_spelling)
