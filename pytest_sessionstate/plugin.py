@@ -354,10 +354,13 @@ def session_root_factory(
 
 def _make_shared_root(factory: pytest.TempPathFactory | None, uid: str) -> Path:
     """A new directory for the run's shared root, in pytest's basetemp when possible."""
-    name = f"sessionstate-shared-{uid[:16]}-"
+    name = f"sessionstate-shared-{uid[:16]}"
     if factory is None:
-        return Path(tempfile.mkdtemp(prefix=name))
-    return factory.mktemp(name, numbered=True)
+        return Path(tempfile.mkdtemp(prefix=name + "-"))
+    try:
+        return factory.mktemp(name, numbered=False)
+    except FileExistsError:  # a reused --testrunuid in a reused --basetemp
+        return factory.mktemp(name + "-", numbered=True)
 
 
 @pytest.fixture(scope="session")
