@@ -116,18 +116,22 @@ class StateManager:
         )
 
     def _read(self, filename: str) -> JSONObject:
+        return self._read_checked(filename)[0]
+
+    def _read_checked(self, filename: str) -> tuple[JSONObject, bool]:
+        """The document, and whether it is pure JSON (see :func:`codec.decode_checked`)."""
         try:
             data = fsops.read_file(self.session_dir, filename)
         except FileNotFoundError:
             raise self._not_found(filename) from None
         except NotADirectoryError:
             raise self._not_found(filename) from None
-        document = codec.decode(data, source=f"{self.session_id}/{filename}")
+        document, pure = codec.decode_checked(data, source=f"{self.session_id}/{filename}")
         if probes.listeners:
             probes.emit(
                 ProbeEvent("read", self.session_dir, filename, durable=self.settings.durable)
             )
-        return document
+        return document, pure
 
     def read_json(self, filename: str) -> JSONObject:
         """Return the JSON object stored in ``filename``.
@@ -175,8 +179,13 @@ class StateManager:
         if not self.session_dir.is_dir():
             raise self._not_found(filename)
         with self.lock():
-            document = _apply(self._read(filename), parsed)
-            self._write(filename, codec.encode(document))
+            document, pure = self._read_checked(filename)
+            document = _apply(document, parsed)
+            # A pure document stays pure if the new values are: then only they need the
+            # validation pass (on a large document it costs more than all the rest).
+            # Otherwise the whole document is validated, naming the culprit's full path.
+            validated = pure and all(codec.find_invalid(value) is None for _, value in parsed)
+            self._write(filename, codec.encode(document, validated=validated))
         return document
 
     @contextmanager
