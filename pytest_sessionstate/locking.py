@@ -28,6 +28,7 @@ How the pieces fit, and why:
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import sys
@@ -104,6 +105,39 @@ def _is_current(fd: int, path: str) -> bool:
     return (held.st_ino, held.st_dev) == (on_disk.st_ino, on_disk.st_dev)
 
 
+class _Flag:
+    """A one-shot event on a bare lock: the cheapest wake-up the runtime offers.
+
+    ``threading.Event`` waits through a ``Condition`` (a lock allocated per wait
+    and a Python-level notify); under contention every grant pays for it, so the
+    hand-over from the helper thread to the caller uses one raw lock instead.
+    :meth:`set` is called once, by the helper thread.
+    """
+
+    __slots__ = ("_lock", "_set")
+
+    def __init__(self) -> None:
+        self._lock = _thread.allocate_lock()
+        self._lock.acquire()
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+        self._lock.release()
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until set (real-time ``timeout`` in seconds, None for ever); True if set."""
+        if self._set:
+            return True
+        got = self._lock.acquire() if timeout is None else self._lock.acquire(True, timeout)
+        if got:
+            self._lock.release()  # stay set for any later wait
+        return got or self._set
+
+
 class _Waiter:
     """A blocking ``flock`` in a helper thread: the kernel queues it with the other waiters.
 
@@ -111,18 +145,22 @@ class _Waiter:
     *abandoned* but stays queued: the next acquisition in this process adopts
     it instead of queueing again; if the lock is granted while nobody wants it,
     the helper closes the descriptor, which releases it at once.
+
+    The helper is a bare ``_thread`` thread: ``threading.Thread.start`` waits
+    for the new thread to run before it returns, a context switch that every
+    contended acquisition would pay for on the critical path.
     """
 
     __slots__ = ("_abandoned", "_closed", "_mutex", "done", "error", "fd")
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
-        self.done = threading.Event()
+        self.done = _Flag()
         self.error: BaseException | None = None
-        self._mutex = threading.Lock()
+        self._mutex = _thread.allocate_lock()
         self._abandoned = False
         self._closed = False
-        threading.Thread(target=self._run, name="sessionstate-lock-waiter", daemon=True).start()
+        _thread.start_new_thread(self._run, ())
 
     def _run(self) -> None:
         try:
