@@ -195,6 +195,8 @@ def interleave(
             else:
                 schedule.go_on("timeout")
         schedule.go_on("timeout")
+        # Once first is resumed, each call gets a fresh bound to finish.
+        deadline = max(deadline, real_monotonic() + timeout)
         one.finished.wait(remaining())
         two.finished.wait(remaining())
     finally:
