@@ -205,7 +205,7 @@ def decode(data: bytes, *, source: str = "<data>") -> dict[str, Any]:
     :raises SessionCorruptError: if the bytes are not UTF-8, not RFC 8259 JSON,
         or not a JSON object.
     """
-    return decode_checked(data, source=source)[0]
+    return _decode(data, source, checked=False)[0]
 
 
 def decode_checked(data: bytes, *, source: str = "<data>") -> tuple[dict[str, Any], bool]:
@@ -213,22 +213,30 @@ def decode_checked(data: bytes, *, source: str = "<data>") -> tuple[dict[str, An
 
     It is, unless a number literal overflowed to an infinity (``1e400``, which the
     standard decoder accepts): such a document is returned as :func:`decode` does,
-    with False, so that writing it back validates it (and refuses it).
+    with False, so that writing it back validates it (and refuses it).  The check
+    costs a Python call per float literal, so only callers that use the answer
+    ask for it.
 
     :raises SessionCorruptError: as :func:`decode`.
     """
-    pure = True
+    return _decode(data, source, checked=True)
+
+
+def _decode(data: bytes, source: str, *, checked: bool) -> tuple[dict[str, Any], bool]:
+    pure = checked
     try:
         text = data.decode("utf-8")
         if text.startswith("\ufeff"):
             # json.loads words this case best ("Unexpected UTF-8 BOM"); it fails.
             document = json.loads(text, parse_constant=_reject_constant)
-        else:
+        elif checked:
             try:
                 document = _decode_pure(text)
             except _NotFinite:
                 pure = False
                 document = _decode_text(text)
+        else:
+            document = _decode_text(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise SessionCorruptError(
             f"{source} is not valid UTF-8 JSON: {exc}",
