@@ -1,0 +1,220 @@
+"""A large document: one dot-path update of a ~0.77 MB file of 10,000 small objects.
+
+Variants, interleaved operation by operation:
+
+* ``original``: the original code's ``update_json``: touch lock, ``json.load``,
+  the dot-path loop, ``json.dump(indent=2, default=str)`` to a fixed temp name,
+  rename, unlink the lock.  ``indent`` forces the standard library's
+  pure-Python encoder.  The goal's yardstick.
+* ``project``: ``StateManager.update_json`` with ``durable=False`` (the
+  original fsyncs nothing either).
+* ``project durable``: the same with the default durable settings, for scale.
+
+After the run the script checks what the project wrote: indented, read back
+equal by the standard ``json`` module, and still strict (NaN, a non-str key
+and a datetime are refused by ``update_json``, and the file is unchanged).
+
+Goal (issue #3): project at least 8x faster than the original.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # _common, and this checkout's package
+
+from _common import (  # noqa: E402
+    Table,
+    filesystem_of,
+    header,
+    interleaved_order,
+    make_parser,
+    median,
+    ms,
+    rounds_of,
+    scratch_dir,
+    verdict,
+)
+
+from pytest_sessionstate import (  # noqa: E402
+    SessionValueError,
+    Settings,
+    StateManager,
+    codec,
+)
+
+DOC = "big.json"
+N_OBJECTS = 10_000
+
+
+def big_document() -> dict[str, Any]:
+    """10,000 small objects, about 0.77 MB once indented by two spaces."""
+    tasks = {f"t{i:04d}": {"id": i, "done": False, "by": f"w{i % 8}"} for i in range(N_OBJECTS)}
+    return {"tasks": tasks}
+
+
+def make_original(directory: Path) -> Callable[[int], None]:
+    lock_file = directory / ".lock"
+    file_path = directory / DOC
+    temp_path = directory / f".{DOC}.tmp"
+
+    def op(i: int) -> None:
+        updates = {f"tasks.t{i % N_OBJECTS:04d}.done": True}
+        directory.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                lock_file.touch(exist_ok=False)
+                break
+            except FileExistsError:  # pragma: no cover - single process
+                time.sleep(0.1)
+        try:
+            if not file_path.exists():
+                raise FileNotFoundError(file_path)
+            with open(file_path, encoding="utf-8") as f:
+                data = json.load(f)
+            for key, value in updates.items():
+                if "." in key:
+                    parts = key.split(".")
+                    target = data
+                    for part in parts[:-1]:
+                        if part not in target:
+                            target[part] = {}
+                        target = target[part]
+                    target[parts[-1]] = value
+                else:
+                    data[key] = value
+            directory.mkdir(parents=True, exist_ok=True)
+            with open(temp_path, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=2, default=str)
+            temp_path.replace(file_path)
+        finally:
+            with contextlib.suppress(Exception):
+                if lock_file.exists():
+                    lock_file.unlink()
+
+    return op
+
+
+def make_project(directory: Path, *, durable: bool) -> Callable[[int], None]:
+    manager = StateManager(directory.name, settings=Settings(directory.parent, durable=durable))
+
+    def op(i: int) -> None:
+        manager.update_json(DOC, {f"tasks.t{i % N_OBJECTS:04d}.done": True})
+
+    return op
+
+
+LABELS = {
+    "original": "original code (json.dump indent=2, default=str)",
+    "project": "project: update_json(), durable=False",
+    "project-durable": "project: update_json(), durable=True",
+}
+
+
+def check_output(directory: Path) -> str:
+    """What the project wrote is indented, standard JSON, and strictness holds."""
+    path = directory / DOC
+    text = path.read_text(encoding="utf-8")
+    if not text.startswith('{\n  "tasks": {\n    "t0000": {\n      "id": 0,'):
+        raise RuntimeError("the project's file is not indented by two spaces")
+    document = json.loads(text)
+    if len(document["tasks"]) != N_OBJECTS:
+        raise RuntimeError("the project's file lost objects")
+    manager = StateManager(directory.name, settings=Settings(directory.parent, durable=False))
+    refused = 0
+    for bad in (math.nan, math.inf, {1: "x"}, datetime.datetime(2024, 1, 1), {"s": {1, 2}}):
+        try:
+            manager.update_json(DOC, {"tasks.t0001.extra": bad})
+        except SessionValueError:
+            refused += 1
+    if refused != 5 or path.read_text(encoding="utf-8") != text:
+        raise RuntimeError("strictness lost: a bad value was written")
+    return "indented, standard-JSON readable, NaN/inf/int key/datetime/set refused"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser(__doc__.splitlines()[0], rounds=5, quick_rounds=2)
+    parser.add_argument(
+        "--ops", type=int, default=None, help="updates per variant per round (default 20)"
+    )
+    args = parser.parse_args(argv)
+    ops = args.ops or (5 if args.quick else 20)
+    root = scratch_dir(args.dir, "bench-large-")
+    document = big_document()
+    size = len(json.dumps(document, indent=2).encode("utf-8"))
+    header(
+        f"Updating a {size / 1e6:.2f} MB document ({N_OBJECTS:,} small objects)",
+        args,
+        f"scratch dir {root} on {filesystem_of(root)}",
+    )
+    makers: dict[str, Callable[[Path], Callable[[int], None]]] = {
+        "original": make_original,
+        "project": lambda d: make_project(d, durable=False),
+        "project-durable": lambda d: make_project(d, durable=True),
+    }
+    names = list(makers)
+    ops_of = {}
+    for name in names:
+        directory = root / name
+        directory.mkdir(mode=0o700)
+        (directory / DOC).write_text(json.dumps(document, indent=2), encoding="utf-8")
+        ops_of[name] = makers[name](directory)
+        ops_of[name](0)  # warm up
+    per_round: dict[str, list[float]] = {name: [] for name in names}
+    clock = time.perf_counter
+    for index in range(rounds_of(args)):
+        times: dict[str, list[float]] = {name: [] for name in names}
+        for i in range(ops):
+            for name in interleaved_order(names, index + i):
+                op = ops_of[name]
+                start = clock()
+                op(i + 1)
+                times[name].append(clock() - start)
+        for name in names:
+            per_round[name].append(median(times[name]))
+        print(
+            f"round {index + 1}: " + ", ".join(f"{n} {ms(per_round[n][-1])}" for n in names),
+            flush=True,
+        )
+
+    # Where the time goes: the encoders alone, on the same document.
+    encode_times: dict[str, list[float]] = {"json.dumps(indent=2)": [], "codec.encode": []}
+    for _ in range(max(3, rounds_of(args))):
+        for label, fn in (
+            ("json.dumps(indent=2)", lambda: json.dumps(document, indent=2, default=str)),
+            ("codec.encode", lambda: codec.encode(document)),
+        ):
+            start = clock()
+            fn()
+            encode_times[label].append(clock() - start)
+
+    summary = {name: median(values) for name, values in per_round.items()}
+    base = summary["original"]
+    table = Table(["variant", "per update (median)", "speed-up vs original"])
+    for name in names:
+        table.add(LABELS[name], ms(summary[name]), f"{base / summary[name]:.1f}x")
+    print()
+    print("Medians over the rounds of the per-update medians:")
+    print(table.render(args.format))
+    print(
+        "encoders alone: "
+        + ", ".join(f"{label} {ms(median(ts))}" for label, ts in encode_times.items())
+    )
+    print("project's file: " + check_output(root / "project"))
+    print()
+    speedup = base / summary["project"]
+    print(f"goal project >= 8x faster than the original: {speedup:.1f}x {verdict(speedup >= 8)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
