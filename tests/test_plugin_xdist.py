@@ -17,7 +17,6 @@ pytest.importorskip("xdist")
 # directory of the outer test, so the outer test can compare across workers.
 RECORDING_TESTS = """
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -27,8 +26,9 @@ RECORDS = Path({records!r})
 
 
 @pytest.mark.parametrize("n", range({count}))
-def test_record(n, shared_session_root, session_root):
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "none")
+def test_record(n, shared_session_root, session_root, request):
+    workerinput = getattr(request.config, "workerinput", None)
+    worker = workerinput["workerid"] if workerinput else "none"
     StateManager(f"from-{{n}}", settings=Settings(shared_session_root)).write_json(
         "who.json", {{"worker": worker}}
     )
