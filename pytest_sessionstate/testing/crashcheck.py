@@ -43,7 +43,7 @@ __all__ = ["Check", "Finding", "History", "StateChecker", "histories", "show"]
 #: raising (AssertionError) or returning False.
 Check = Callable[[dict[str, dict[str, Any]]], object]
 
-_SHOW_LIMIT = 160
+_SHOW_LIMIT = 120
 #: Seconds a check may wait for a lock (it should be free at once).
 _CHECK_LOCK_TIMEOUT = 5.0
 
@@ -53,7 +53,9 @@ def show(value: Any, *, limit: int = _SHOW_LIMIT) -> str:
     if value is None:
         return "absent"
     if isinstance(value, bytes):
-        text = repr(value[:limit]) + ("..." if len(value) > limit else "")
+        text = repr(value[:limit])
+        if len(value) > limit or len(text) > limit:
+            text = text[:limit] + "..."
         return f"{len(value)} bytes {text}"
     text = json.dumps(value, sort_keys=True, ensure_ascii=False)
     return text if len(text) <= limit else text[:limit] + "..."

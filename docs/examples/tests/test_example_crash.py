@@ -9,6 +9,8 @@ works) and runs our own consistency check on the documents.
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 import workflow_app
 
@@ -103,3 +105,18 @@ def test_without_fsync_a_power_cut_can_empty_the_session(crash: CrashInjector):
     first = report.violations[0]
     assert (first.point, first.filename) == ("replaced", "session.json")
     assert "does not parse" in first.found
+
+
+def test_a_full_disk_keeps_the_old_progress(crash: CrashInjector, make_session):
+    session = make_session(files={"session.json": {"workflow_progress": {"collect": "pending"}}})
+
+    with (
+        crash.fail_at("temp-written", errno=errno.ENOSPC) as fault,
+        pytest.raises(OSError, match="No space left on device") as caught,
+    ):
+        workflow_app.complete_step(session.session_id, "collect")
+
+    assert fault.fired
+    assert caught.value.errno == errno.ENOSPC
+    assert workflow_app.progress(session.session_id) == {"collect": "pending"}
+    assert session.list_files() == ["session.json"]  # no temp file left behind
