@@ -155,7 +155,7 @@ class ContentionSimulator:
             process still running then is SIGKILLed; a worker thread is told to stop
             at its next probe point (threads cannot be killed).  Either way it is
             reported in :attr:`ContentionResult.errors` as a
-            :class:`WorkerTimeoutError` and listed in
+            :class:`~pytest_sessionstate.testing.contention.WorkerTimeoutError` and listed in
             :attr:`ContentionResult.timed_out`.
         :returns: a :class:`ContentionResult`; call its
             :meth:`~ContentionResult.raise_errors` to fail the test on any error.
@@ -272,13 +272,14 @@ class ContentionSimulator:
         to wait for a session lock that the paused ``first`` holds (the
         ``lock-waiting`` point), ``first`` is resumed there, so both finish:
         a consumer that locks around its read and write survives, and the result
-        says so (:attr:`InterleaveResult.resumed` is ``"lock-waiting"``).
+        says so (its ``resumed`` is ``"lock-waiting"``).
 
         :param pause_at: a probe point name (see
             :data:`~pytest_sessionstate.probes.WRITE_POINTS`); ``first`` pauses the
             first time it passes it.
         :param timeout: bound on every wait; a call still running then is reported.
-        :returns: an :class:`InterleaveResult` with both outcomes.
+        :returns: both outcomes, in an
+            :class:`~pytest_sessionstate.testing.contention.InterleaveResult`.
         :raises ValueError: for an unknown probe point or a bad timeout.
         """
         _check_callable("first", first)

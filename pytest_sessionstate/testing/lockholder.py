@@ -37,7 +37,7 @@ STARTUP_ALLOWANCE = 10.0
 @dataclass(frozen=True)
 class LockHolder:
     """The process holding the lock inside :meth:`ContentionSimulator.hold_lock
-    <pytest_sessionstate.testing.contention.ContentionSimulator.hold_lock>`.
+    <pytest_sessionstate.ContentionSimulator.hold_lock>`.
 
     :ivar pid: its process id.
     :ivar session_id: the session whose lock it holds.
@@ -52,7 +52,7 @@ class LockHolder:
 @dataclass(frozen=True)
 class KilledHolder:
     """What :meth:`ContentionSimulator.stale_lock
-    <pytest_sessionstate.testing.contention.ContentionSimulator.stale_lock>` did.
+    <pytest_sessionstate.ContentionSimulator.stale_lock>` did.
 
     :ivar pid: the process that held the lock.
     :ivar exitcode: its exit code as :mod:`multiprocessing` reports it

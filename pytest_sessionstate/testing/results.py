@@ -75,8 +75,9 @@ def format_traceback(exc: BaseException) -> str:
 class WorkerError:
     """One call that raised (or a worker that did not finish).
 
-    :ivar worker: the worker's index, from 0 (in :meth:`~ContentionSimulator.interleave`,
-        0 is ``first`` and 1 is ``second``).
+    :ivar worker: the worker's index, from 0 (in
+        :meth:`~pytest_sessionstate.ContentionSimulator.interleave`, 0 is ``first`` and
+        1 is ``second``).
     :ivar iteration: the call's index within the worker, from 0; None when the worker
         failed before its first call (it was never released, or it died starting).
     :ivar exc_type: the exception's class, qualified: ``"ZeroDivisionError"``,
@@ -137,7 +138,7 @@ def _raise_for(errors: list[WorkerError], headline: str) -> None:
 @dataclass(frozen=True)
 class ContentionResult:
     """The outcome of :meth:`ContentionSimulator.run
-    <pytest_sessionstate.testing.contention.ContentionSimulator.run>`.
+    <pytest_sessionstate.ContentionSimulator.run>`.
 
     :ivar returns: every return value, worker by worker, in call order.
     :ivar errors: one :class:`WorkerError` per call that raised, per worker killed at
@@ -182,7 +183,7 @@ class ContentionResult:
 
 @dataclass(frozen=True)
 class CallOutcome:
-    """What one call of :meth:`~ContentionSimulator.interleave` gave.
+    """What one call of :meth:`~pytest_sessionstate.ContentionSimulator.interleave` gave.
 
     :ivar value: the return value (None if it raised).
     :ivar error: the :class:`WorkerError` if it raised or did not finish.
@@ -200,7 +201,7 @@ class CallOutcome:
 @dataclass(frozen=True)
 class InterleaveResult:
     """The outcome of :meth:`ContentionSimulator.interleave
-    <pytest_sessionstate.testing.contention.ContentionSimulator.interleave>`.
+    <pytest_sessionstate.ContentionSimulator.interleave>`.
 
     :ivar first: the outcome of ``first``.
     :ivar second: the outcome of ``second``.
