@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,46 @@ def test_spawn_runs_a_module_level_target_under_the_test_settings(
     result.raise_errors()
     # a spawned child does not inherit use_settings(): the simulator hands them over
     assert result.returns == [[session.session_id], [session.session_id]]
+
+
+def test_the_fork_with_threads_warning_is_silenced_and_nothing_else() -> None:
+    from pytest_sessionstate.testing.processes import start_process
+
+    class Starts:
+        """Warns on start() as CPython 3.12+'s os.fork() does in a threaded process."""
+
+        def __init__(self, message: str) -> None:
+            self.message = message
+
+        def start(self) -> None:
+            warnings.warn(self.message, DeprecationWarning, stacklevel=1)
+
+    fork_warning = (
+        f"This process (pid={os.getpid()}) is multi-threaded, use of fork() may lead to "
+        "deadlocks in the child."
+    )
+    start_process(Starts(fork_warning))  # type: ignore[arg-type]  # no error: silenced
+    with pytest.raises(DeprecationWarning, match="something else"):
+        start_process(Starts("something else"))  # type: ignore[arg-type]
+
+
+@needs_fork
+def test_forking_from_a_threaded_process_lets_no_warning_escape(
+    contention: ContentionSimulator,
+) -> None:
+    # On Python 3.12+ os.fork() warns here (a thread is alive); filterwarnings=error
+    # would turn that into a failure if the simulator let it through.
+    stop = threading.Event()
+    busy = threading.Thread(target=stop.wait, args=(30,), daemon=True)
+    busy.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            result = contention.run(os.getpid, workers=2)
+    finally:
+        stop.set()
+        busy.join(5)
+    assert result.ok
 
 
 # -- what comes back from processes -------------------------------------------------------------
@@ -408,6 +449,20 @@ def test_first_never_reaching_the_point_is_said(
     assert not outcome.paused
     assert outcome.resumed == "not-paused"
     assert outcome.values == (1, 2)  # one after the other: no race
+
+
+def test_a_later_thread_is_never_taken_for_first(
+    contention: ContentionSimulator, make_session: Any
+) -> None:
+    # first ends without passing "read"; second's thread may get first's recycled
+    # thread id, and must still run straight through instead of pausing as first
+    session = counter(make_session)
+    for expected in range(1, 21):
+        outcome = contention.interleave(
+            lambda _sid: None, naive_increment, args=(session.session_id,), timeout=5
+        )
+        assert outcome.resumed == "not-paused"
+        assert outcome.second.value == expected
 
 
 def test_interleave_reports_errors(contention: ContentionSimulator, make_session: Any) -> None:

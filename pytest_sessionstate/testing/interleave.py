@@ -88,6 +88,7 @@ class _Call:
         except BaseException as exc:
             self.error = WorkerError.from_exception(self.index, 0, exc)
         finally:
+            self.ident = None  # thread ids are recycled: never mistake a later thread for us
             self.finished.set()
             self.stopped.set()
 

@@ -426,7 +426,6 @@ class _ThreadRun:
         self._ready = 0
         self._all_ready = threading.Event()
         self._workers_by_thread: dict[int, int] = {}
-        self._finished: set[int] = set()
         self.threads = [
             threading.Thread(
                 target=self._main,
@@ -481,8 +480,8 @@ class _ThreadRun:
                 stopped=self.stop.is_set,
             )
         finally:
-            with self._mutex:
-                self._finished.add(index)
+            # Thread ids are recycled: a later thread must not pass for this worker.
+            self._workers_by_thread.pop(threading.get_ident(), None)
 
     def start(self, deadline: float) -> float:
         """Start the threads, release them together; return the release time."""
