@@ -233,6 +233,7 @@ class _ProcessWorker:
         self.ready = False
         self.done = False
         self.finished = False
+        self.eof = False  # the worker closed its end: nothing more will come
 
     def drain(self, collected: _Collected) -> None:
         """Handle every message waiting in the pipe (stop at end of file)."""
@@ -240,7 +241,7 @@ class _ProcessWorker:
             while self.conn.poll(0):
                 self._handle(pickle.loads(self.conn.recv_bytes()), collected)
         except (EOFError, OSError):
-            pass
+            self.eof = True
 
     def _handle(self, message: tuple[Any, ...], collected: _Collected) -> None:
         kind = message[0]
@@ -383,7 +384,7 @@ def run_processes(
                     if not worker.done:
                         timed_out.append(worker.index)
                 break
-            waitables: list[Any] = [worker.conn for worker in pending]
+            waitables: list[Any] = [worker.conn for worker in pending if not worker.eof]
             waitables += [worker.process.sentinel for worker in pending]
             ready = connection.wait(waitables, remaining)
             for worker in pending:
