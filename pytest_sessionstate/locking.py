@@ -146,9 +146,10 @@ class _Waiter:
     it instead of queueing again; if the lock is granted while nobody wants it,
     the helper closes the descriptor, which releases it at once.
 
-    The helper is a bare ``_thread`` thread: ``threading.Thread.start`` waits
-    for the new thread to run before it returns, a context switch that every
-    contended acquisition would pay for on the critical path.
+    The helper comes from a small pool of idle threads (:func:`_submit`): under
+    contention every acquisition waits, and starting a thread for each (clone,
+    thread state, ``threading.Thread.start``'s handshake, teardown on the way
+    out while the caller wants the GIL) halved the throughput on two cores.
     """
 
     __slots__ = ("_abandoned", "_closed", "_mutex", "done", "error", "fd")
@@ -160,7 +161,7 @@ class _Waiter:
         self._mutex = _thread.allocate_lock()
         self._abandoned = False
         self._closed = False
-        _thread.start_new_thread(self._run, ())
+        _submit(self)
 
     def _run(self) -> None:
         try:
@@ -198,6 +199,56 @@ class _Waiter:
 
 #: How long a zero-timeout attempt lets this process's own queued waiter report a grant.
 _ADOPT_GRACE = 0.01
+
+#: Seconds an idle pooled helper thread lingers before it ends.
+_HELPER_IDLE = 5.0
+
+
+class _Helper:
+    """A pooled helper thread: runs one :class:`_Waiter` at a time, idles in between."""
+
+    __slots__ = ("_wake", "waiter")
+
+    def __init__(self, waiter: _Waiter) -> None:
+        self.waiter: _Waiter | None = waiter
+        self._wake = _thread.allocate_lock()
+        self._wake.acquire()
+        _thread.start_new_thread(self._loop, ())
+
+    def assign(self, waiter: _Waiter) -> None:
+        """Give an idle helper (just taken off :data:`_idle_helpers`) its next waiter."""
+        self.waiter = waiter
+        self._wake.release()
+
+    def _loop(self) -> None:
+        while True:
+            waiter, self.waiter = self.waiter, None
+            if waiter is not None:
+                waiter._run()
+                del waiter
+            with _pool_lock:
+                _idle_helpers.append(self)
+            if self._wake.acquire(True, _HELPER_IDLE):
+                continue
+            with _pool_lock:
+                if self in _idle_helpers:  # still idle: nobody can hand it work any more
+                    _idle_helpers.remove(self)
+                    return
+            self._wake.acquire()  # taken off the list just now: its waiter is on the way
+
+
+_idle_helpers: list[_Helper] = []
+_pool_lock = _thread.allocate_lock()
+
+
+def _submit(waiter: _Waiter) -> None:
+    """Run ``waiter`` on an idle helper thread, or on a new one."""
+    with _pool_lock:
+        helper = _idle_helpers.pop() if _idle_helpers else None
+    if helper is None:
+        _Helper(waiter)
+    else:
+        helper.assign(waiter)
 
 
 def _os_release(fd: int) -> None:
@@ -403,8 +454,10 @@ def lock_for(lock_file: str) -> SessionLock:
 
 
 def _after_fork_in_child() -> None:
-    global _registry_lock
+    global _registry_lock, _pool_lock
     _registry_lock = threading.Lock()
+    _pool_lock = _thread.allocate_lock()
+    _idle_helpers.clear()  # their threads did not survive the fork
     for lock in list(_registry.values()):
         lock._forget_after_fork()
 
