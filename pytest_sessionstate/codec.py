@@ -222,8 +222,30 @@ def decode_checked(data: bytes, *, source: str = "<data>") -> tuple[dict[str, An
     return _decode(data, source, checked=True)
 
 
+# orjson decodes twice as fast as the standard decoder and accepts no more than it
+# does, but reads an integer beyond 64 bits as a float: bytes holding a run of 19 or
+# more digits (where such an integer may hide) go to the standard decoder, and so
+# does anything orjson refuses (lone surrogates, numbers that overflow to infinity,
+# invalid UTF-8...), which then accepts, or refuses with its own wording, as before.
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_NUMBER = b"0" * 19
+
+
+def _decode_fast(data: bytes) -> Any:
+    """The document, or None when the standard decoder must decide."""
+    if _orjson is None or data.translate(_DIGITS_TO_ZERO).find(_LONG_NUMBER) >= 0:
+        return None
+    try:
+        return _orjson.loads(data)
+    except _orjson.JSONDecodeError:
+        return None
+
+
 def _decode(data: bytes, source: str, *, checked: bool) -> tuple[dict[str, Any], bool]:
     pure = checked
+    document = _decode_fast(data)
+    if isinstance(document, dict):
+        return document, pure  # orjson refuses overflowing numbers: it is pure JSON
     try:
         text = data.decode("utf-8")
         if text.startswith("\ufeff"):
