@@ -117,15 +117,15 @@ def write_file(session_dir: Path, filename: str, data: bytes, *, durable: bool) 
     """
     emit = probes.emit if probes.listeners else None
     target = session_dir / filename
-    remove_orphans(session_dir)
     try:
         existing = os.stat(target, follow_symlinks=False)
     except FileNotFoundError:
         mode = FILE_MODE
     else:
         if stat.S_ISLNK(existing.st_mode):
-            raise _not_a_file(target, "a symlink")
+            raise _not_a_file(target, "a symlink")  # refused before anything is touched
         mode = stat.S_IMODE(existing.st_mode)
+    remove_orphans(session_dir)
     temp = session_dir / _temp_name(filename)
     fd = os.open(temp, _CREATE_FLAGS, FILE_MODE)
     try:

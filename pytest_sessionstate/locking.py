@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import errno
 import os
 import sys
 import threading
@@ -41,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import probes
 from .clock import real_monotonic
-from .errors import SessionLockError
+from .errors import SessionLockError, SessionValueError
 from .probes import ProbeEvent
 
 if sys.platform != "win32":  # pragma: no branch
@@ -82,7 +83,7 @@ class _Timeout(Exception):
 
 def _open_lock_file(path: str, session_dir: str, on_created_dir: Callable[[], None]) -> int:
     try:
-        return os.open(path, _OPEN_FLAGS, 0o600)
+        return _open_no_symlink(path)
     except FileNotFoundError:
         # The session directory does not exist yet (or was just deleted).
         os.makedirs(os.path.dirname(session_dir), mode=0o700, exist_ok=True)
@@ -92,7 +93,23 @@ def _open_lock_file(path: str, session_dir: str, on_created_dir: Callable[[], No
             pass
         else:
             on_created_dir()
+        return _open_no_symlink(path)
+
+
+def _open_no_symlink(path: str) -> int:
+    """Open (or create) the lock file; a symlink in its place is refused, never followed.
+
+    :raises SessionValueError: if the lock file is a symlink (it could lead out of the root).
+    """
+    try:
         return os.open(path, _OPEN_FLAGS, 0o600)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+    raise SessionValueError(
+        f"lock file {path!r} is a symlink; refusing to follow it out of the root",
+        details={"path": path, "problem": "a symlink"},
+    )
 
 
 def _is_current(fd: int, path: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import stat
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,8 +78,10 @@ class StateManager:
     def _session_lock(self) -> SessionLock:
         lock = self._lock
         if lock is None:
-            # One SessionLock per real file, whatever path spelling reaches it.
-            lock = self._lock = lock_for(os.path.realpath(self.lock_file))
+            # One SessionLock per real file, whatever path spelling reaches it.  Only the
+            # directory is resolved: a symlinked lock file must not lead out of the root.
+            real_dir = os.path.realpath(self.session_dir)
+            lock = self._lock = lock_for(os.path.join(real_dir, LOCK_FILENAME))
         return lock
 
     def _on_created_dir(self) -> None:
@@ -227,7 +230,10 @@ class StateManager:
         if filename is None:
             return self.session_dir.is_dir()
         validate_name(filename, "filename")
-        return (self.session_dir / filename).is_file()
+        try:  # lstat: a symlink is not a session file (it could lead out of the root)
+            return stat.S_ISREG(os.lstat(self.session_dir / filename).st_mode)
+        except OSError:
+            return False
 
     def list_files(self) -> list[str]:
         """The session's files, sorted; never the lock file, temp files or dot-files."""
