@@ -91,12 +91,21 @@ def filenames() -> st.SearchStrategy[str]:
 # -- JSON ---------------------------------------------------------------------------------
 
 # Dots and backslashes are the interesting characters of a key: they must be
-# escaped in a dot path.  Drawing them from a small alphabet half of the time
-# makes keys like "a.b" and "\\" common; the other half covers all of Unicode
-# (surrogates excluded: they cannot be encoded as UTF-8).
+# escaped in a dot path.  Half of the keys are built around one of them
+# ("a.b", "\\", "x."), the other half are any text, drawn half of the time from a
+# small alphabet and otherwise from all of Unicode (surrogates excluded: they
+# cannot be encoded as UTF-8).  The plain branch comes first, so a failure that
+# does not need a dot shrinks to a key without one.
 _KEY_CHARS = st.one_of(st.sampled_from("ab.\\_"), st.characters(codec="utf-8"))
-_KEYS = st.text(_KEY_CHARS, max_size=8)
-_SEGMENTS = st.text(_KEY_CHARS, min_size=1, max_size=8)
+_KEY_PARTS = st.text(_KEY_CHARS, max_size=3)
+_ESCAPED_KEYS = st.builds(
+    lambda before, special, after: before + special + after,
+    _KEY_PARTS,
+    st.sampled_from(".\\"),
+    _KEY_PARTS,
+)
+_KEYS = st.one_of(st.text(_KEY_CHARS, max_size=8), _ESCAPED_KEYS)
+_SEGMENTS = st.one_of(st.text(_KEY_CHARS, min_size=1, max_size=8), _ESCAPED_KEYS)
 _SCALARS = st.one_of(
     st.none(),
     st.booleans(),
@@ -109,20 +118,28 @@ _MAX_CHILDREN = 4
 _MAX_DOCUMENT_KEYS = 6
 
 
+# Made once: the state machine makes a dot_path_updates() strategy per step, and
+# Hypothesis validates each new recursive strategy anew.
+_JSON_VALUES: st.SearchStrategy[Any] = st.recursive(
+    _SCALARS,
+    lambda children: st.one_of(
+        st.lists(children, max_size=_MAX_CHILDREN),
+        st.dictionaries(_KEYS, children, max_size=_MAX_CHILDREN),
+    ),
+    max_leaves=_MAX_LEAVES,
+)
+_DOCUMENTS: st.SearchStrategy[dict[str, Any]] = st.dictionaries(
+    _KEYS, _JSON_VALUES, max_size=_MAX_DOCUMENT_KEYS
+)
+
+
 def json_values() -> st.SearchStrategy[Any]:
     """Any JSON value: ``None``, bools, ints, finite floats, strings, lists and
     objects with ``str`` keys, nested, with at most 12 leaves.
 
     Lists (never tuples) so that a value read back compares equal to the one written.
     """
-    return st.recursive(
-        _SCALARS,
-        lambda children: st.one_of(
-            st.lists(children, max_size=_MAX_CHILDREN),
-            st.dictionaries(_KEYS, children, max_size=_MAX_CHILDREN),
-        ),
-        max_leaves=_MAX_LEAVES,
-    )
+    return _JSON_VALUES
 
 
 def documents() -> st.SearchStrategy[dict[str, Any]]:
@@ -130,7 +147,7 @@ def documents() -> st.SearchStrategy[dict[str, Any]]:
 
     Keys often contain dots and backslashes, so updates to them need escaping.
     """
-    return st.dictionaries(_KEYS, json_values(), max_size=_MAX_DOCUMENT_KEYS)
+    return _DOCUMENTS
 
 
 # -- dot paths ----------------------------------------------------------------------------
@@ -240,7 +257,7 @@ def _updates(draw: st.DrawFn, document: dict[str, Any]) -> dict[dotpath.Path, An
             continue
         chosen.append(path)
         key: dotpath.Path = path if draw(st.booleans()) else dotpath.join(path)
-        updates[key] = draw(json_values())
+        updates[key] = draw(_JSON_VALUES)
     return updates
 
 

@@ -33,7 +33,7 @@ from pytest_sessionstate.dotpath import apply_updates, join, normalize, split
 from pytest_sessionstate.names import MAX_NAME_LENGTH, WINDOWS_RESERVED_NAMES, is_valid_name
 
 PROPERTY = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SEARCH = settings(max_examples=5000, database=None, deadline=None)
+SEARCH = settings(max_examples=5000, database=None, deadline=None, derandomize=True)
 # Does the strategy generate such a value at all?  No need to shrink the answer.
 REACH = settings(SEARCH, phases=[Phase.generate])
 
