@@ -12,6 +12,12 @@ Variants, each in the same run, in interleaved rounds:
 * ``project``: ``StateManager.transaction`` with ``durable=False``; its lock
   waits come from the ``lock-acquired`` probe point (``event.waited``).
 
+Two more rows take the difference apart: ``flock-helper`` is the bare loop
+whose contended waits block in a pooled helper thread that hands the lock to
+the caller (the mechanism that gives the project's kernel-queued wait a real
+deadline), and ``project-forever`` is the project with ``lock_timeout=-1``,
+whose waits block in the caller's own thread.
+
 Every variant times its lock acquisition the same way (from just before the
 call that may wait until it returns); throughput is the total number of
 operations over the wall time from the barrier to the last worker's end.  Each
@@ -22,6 +28,7 @@ Goal (issue #3): project throughput >= 0.9x flock, p99 wait <= 2x, worst <= 3x.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import fcntl
 import json
@@ -145,7 +152,63 @@ def worker_original(session_dir: str, iterations: int) -> list[float]:
     return waits
 
 
-def worker_project(session_dir: str, iterations: int) -> list[float]:
+class _PooledWaiter:
+    """A helper thread that does blocking ``flock`` calls on request (for ``flock-helper``)."""
+
+    def __init__(self) -> None:
+        self.fd = -1
+        self._request = _thread.allocate_lock()
+        self._request.acquire()
+        self._granted = _thread.allocate_lock()
+        self._granted.acquire()
+        _thread.start_new_thread(self._loop, ())
+
+    def _loop(self) -> None:
+        while True:
+            self._request.acquire()
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            self._granted.release()
+
+    def lock(self, fd: int, timeout: float) -> None:
+        self.fd = fd
+        self._request.release()
+        if not self._granted.acquire(True, timeout):
+            raise TimeoutError("flock-helper: no lock in time")
+
+
+def worker_flock_helper(session_dir: str, iterations: int) -> list[float]:
+    """The bare loop, but a contended wait is a blocking flock in a pooled helper thread.
+
+    The same hand-over the project uses to give a kernel-queued wait a deadline:
+    this row isolates what that hand-over costs from what the protocol costs.
+    """
+    lock_path = os.path.join(session_dir, ".lock")
+    temp_name = f".{DOC}.{os.getpid()}.tmp"
+    helper = _PooledWaiter()
+    waits = []
+    clock = time.perf_counter
+    for _ in range(iterations):
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            start = clock()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                helper.lock(fd, 30.0)
+            waits.append(clock() - start)
+            _read_modify_write(session_dir, temp_name)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+    return waits
+
+
+def worker_project_forever(session_dir: str, iterations: int) -> list[float]:
+    """The project with ``lock_timeout=-1``: a contended wait blocks in the caller's thread."""
+    return worker_project(session_dir, iterations, lock_timeout=-1.0)
+
+
+def worker_project(session_dir: str, iterations: int, lock_timeout: float = 30.0) -> list[float]:
     """``transaction`` increments; the wait is the time to enter the ``with`` block.
 
     That includes reading the document (some microseconds), a bias against the
@@ -153,7 +216,8 @@ def worker_project(session_dir: str, iterations: int) -> list[float]:
     instead, at the price of the probe events every step then builds.
     """
     root = Path(session_dir).parent
-    manager = StateManager(Path(session_dir).name, settings=Settings(root, durable=False))
+    settings = Settings(root, durable=False, lock_timeout=lock_timeout)
+    manager = StateManager(Path(session_dir).name, settings=settings)
     waits: list[float] = []
     record = waits.append
     clock = time.perf_counter
@@ -185,6 +249,8 @@ WORKERS: dict[str, Callable[[str, int], list[float]]] = {
     "filelock": worker_filelock,
     "original": worker_original,
     "project": worker_project,
+    "flock-helper": worker_flock_helper,
+    "project-forever": worker_project_forever,
 }
 
 LABELS = {
@@ -192,6 +258,8 @@ LABELS = {
     "filelock": "filelock.FileLock, defaults (poll 0.05 s)",
     "original": "original code (touch + 0.1 s poll + unlink)",
     "project": "project: transaction(), durable=False",
+    "flock-helper": "(bare flock, waits in a pooled helper thread)",
+    "project-forever": "(project, lock_timeout=-1: no helper thread)",
 }
 
 
