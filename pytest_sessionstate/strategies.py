@@ -54,15 +54,15 @@ _EXTENSIONS = (".json", ".txt", ".state", ".json.bak")
 
 @st.composite
 def _names(draw: st.DrawFn, *, extensions: bool = False) -> str:
-    """A valid name: short as a rule, sometimes right at the length limit."""
+    """A valid name: short as a rule, one time in ten close to the length limit."""
     first = draw(st.sampled_from(_NAME_FIRST))
-    # One draw in ten goes to the limit; shrinking moves to 0, the short branch.
-    if draw(st.integers(0, 9)) == 9:
-        rest = draw(st.text(_NAME_REST, min_size=200, max_size=MAX_NAME_LENGTH - 1))
-        return first + rest
     name = first + draw(st.text(_NAME_REST, max_size=12))
     if extensions:
         name += draw(st.sampled_from(("", *_EXTENSIONS)))
+    # The long variant is drawn last: when the shrinker turns 9 into 0, the
+    # choices before it keep their meaning, and the name becomes the short one.
+    if draw(st.integers(0, 9)) == 9:
+        name = first + draw(st.text(_NAME_REST, min_size=200, max_size=MAX_NAME_LENGTH - 1))
     if not is_valid_name(name):
         # Only a Windows device name ("con", "Lpt1.json"...) gets here: keep its
         # shape but move it off the reserved list.
@@ -75,7 +75,7 @@ def session_ids() -> st.SearchStrategy[str]:
 
     Non-empty ASCII letters, digits, ``.``, ``_`` and ``-``, not starting with a
     dot, not a Windows device name, at most 255 characters (the limit itself
-    is generated now and then).  Shrinks towards ``"0"``-like one-character ids.
+    is generated now and then).  Shrinks towards the one-character id ``"a"``.
     """
     return _names()
 

@@ -281,6 +281,13 @@ def test_an_existing_leaf_failure_shrinks_to_a_one_key_document():
     assert len(normalize(next(iter(updates)))) == 1
 
 
+def test_names_shrink_to_one_character():
+    assert find(ss.session_ids(), lambda n: True, settings=SEARCH) == "a"
+    assert find(ss.filenames(), lambda n: True, settings=SEARCH) == "a"
+    # Past the short names: the shortest of the long ones, all zeros after the first.
+    assert find(ss.filenames(), lambda n: len(n) > 30, settings=SEARCH) == "a" + "0" * 200
+
+
 def test_a_document_failure_shrinks_to_a_small_document():
     document = find(
         ss.documents(), lambda d: any(isinstance(v, dict) for v in d.values()), settings=SEARCH

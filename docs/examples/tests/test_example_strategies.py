@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 import workflow_app
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import rule
+from hypothesis.stateful import rule, run_state_machine_as_test
 
 from pytest_sessionstate import (
     SessionNotFoundError,
@@ -32,7 +32,6 @@ from pytest_sessionstate.strategies import (
 )
 
 
-# [start-valid]
 @settings(max_examples=50, deadline=None)
 @given(session_id=session_ids(), step=st.sampled_from(workflow_app.STEPS))
 def test_any_valid_session_id_runs_the_workflow(
@@ -45,10 +44,6 @@ def test_any_valid_session_id_runs_the_workflow(
         assert workflow_app.progress(session_id)[step] == "completed"
 
 
-# [end-valid]
-
-
-# [start-invalid]
 @settings(max_examples=100, deadline=None)
 @given(bad=invalid_session_ids())
 def test_hostile_session_ids_are_refused_and_nothing_is_written(
@@ -66,10 +61,6 @@ def test_hostile_session_ids_are_refused_and_nothing_is_written(
         assert set(s.root.parent.iterdir()) == next_to_root
 
 
-# [end-invalid]
-
-
-# [start-documents]
 @settings(max_examples=50, deadline=None)
 @given(extra=documents(), step=st.sampled_from(workflow_app.STEPS))
 def test_complete_step_keeps_whatever_else_the_session_holds(
@@ -86,10 +77,6 @@ def test_complete_step_keeps_whatever_else_the_session_holds(
         assert document["workflow_progress"][step] == "completed"
 
 
-# [end-documents]
-
-
-# [start-updates]
 @settings(max_examples=50, deadline=None)
 @given(data=st.data())
 def test_every_update_reads_back(session_root_factory: SessionRootFactory, data) -> None:
@@ -106,9 +93,6 @@ def test_every_update_reads_back(session_root_factory: SessionRootFactory, data)
             for segment in normalize(path):
                 node = node[segment]
             assert node == value
-
-
-# [end-updates]
 
 
 # [start-machine]
@@ -161,3 +145,42 @@ class WorkflowMachine(SessionStateMachine):
 
 TestWorkflowMachine = WorkflowMachine.TestCase
 # [end-workflow-machine]
+
+
+# [start-planted-bug]
+class DropsEscapedDots(StateManager):
+    """A planted bug: update_json reads the key "a\\.b" as the path "a.b"."""
+
+    __slots__ = ()
+
+    def update_json(self, filename, updates):
+        mangled = {
+            key.replace("\\.", ".") if isinstance(key, str) else key: value
+            for key, value in updates.items()
+        }
+        return super().update_json(filename, mangled)
+
+
+class MachineWithTheBug(SessionStateMachine):
+    def make_manager(self) -> StateManager:
+        return DropsEscapedDots(self.session_id, settings=self.settings)
+
+
+def test_the_machine_finds_the_planted_bug() -> None:
+    with pytest.raises((AssertionError, SessionValueError)):
+        run_state_machine_as_test(
+            MachineWithTheBug,
+            settings=settings(
+                max_examples=50,
+                stateful_step_count=10,
+                deadline=None,
+                derandomize=True,  # the same search on every run
+                database=None,
+                # Shrink one failure, not each distinct one; skip the "explain" phase.
+                report_multiple_bugs=False,
+                phases=[Phase.generate, Phase.shrink],
+            ),
+        )
+
+
+# [end-planted-bug]
