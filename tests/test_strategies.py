@@ -173,6 +173,23 @@ def test_dot_paths_split_into_segments_within_the_depth(data):
 
 
 @PROPERTY
+@given(path=ss.dot_paths(), value=ss.json_values())
+def test_a_dot_path_addresses_the_nested_key_it_names(fresh_settings, path, value):
+    with fresh_settings() as s:
+        manager = StateManager("paths", settings=s)
+        manager.write_json("doc.json", {})
+        manager.update_json("doc.json", {path: value})
+        document = manager.read_json("doc.json")
+    segments = split(path)
+    assert _get(document, segments) == value
+    # One key per level: the segments, unescaped, are the keys.
+    node: Any = document
+    for segment in segments[:-1]:
+        assert list(node) == [segment]
+        node = node[segment]
+
+
+@PROPERTY
 @given(st.lists(st.text(min_size=1), min_size=1, max_size=6))
 def test_split_join_round_trips_any_segments(segments):
     assert split(join(segments)) == tuple(segments)
