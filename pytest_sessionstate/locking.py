@@ -210,6 +210,10 @@ class _Waiter:
 
     def close_in_child(self) -> None:
         """After fork: the helper thread is gone, only the inherited descriptor is left."""
+        if self._closed:
+            # The helper closed it already: the number may now be another file of the
+            # child's (a pipe, a socket...), which must not be closed under its owner.
+            return
         with contextlib.suppress(OSError):
             os.close(self.fd)
 
