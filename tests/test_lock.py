@@ -328,6 +328,23 @@ def test_the_lock_file_is_never_deleted(sm):
     assert os.stat(sm.lock_file).st_ino == inode
 
 
+def test_delete_and_writes_wait_for_the_lock(sm):
+    quick = StateManager("s1", settings=sm.settings.replace(lock_timeout=0.2))
+    before = sm.read_json("a.json")
+    with Holder(sm):
+        for action in (
+            quick.delete,
+            lambda: quick.delete("a.json"),
+            lambda: quick.write_json("a.json", {"n": 9}),
+            lambda: quick.update_json("a.json", {"n": 9}),
+            lambda: quick.transaction("a.json").__enter__(),
+        ):
+            with pytest.raises(SessionLockError):
+                action()
+    assert sm.read_json("a.json") == before
+    assert sm.list_files() == ["a.json"]
+
+
 def test_lock_creates_the_session_directory(cfg):
     fresh = StateManager("fresh", settings=cfg)
     with fresh.lock(timeout=0):
