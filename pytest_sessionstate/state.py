@@ -162,6 +162,8 @@ class StateManager:
         :raises OSError: if the disk fails; the previous document is intact.
         """
         validate_name(filename, "filename")
+        if isinstance(data, Mapping) and not isinstance(data, dict):
+            data = dict(data)  # any Mapping is an object (MappingProxyType, UserDict...)
         encoded = codec.encode(data)
         with self.lock():
             self._write(filename, encoded)
@@ -179,7 +181,7 @@ class StateManager:
         """
         validate_name(filename, "filename")
         parsed = _normalize_updates(updates)
-        if not self.session_dir.is_dir():
+        if not os.path.isdir(self.session_dir):  # as Path.is_dir, without pathlib's overhead
             raise self._not_found(filename)
         with self.lock():
             document, pure = self._read_checked(filename)
@@ -211,7 +213,7 @@ class StateManager:
                     f"default must be a JSON object, not {type(default).__name__}",
                     details={"type": type(default).__name__},
                 )
-        elif not self.session_dir.is_dir():
+        elif not os.path.isdir(self.session_dir):  # as Path.is_dir, without pathlib's overhead
             raise self._not_found(filename)
         with self.lock():
             try:

@@ -255,6 +255,18 @@ def test_reentrant_nesting_and_writes_inside_the_lock(cfg, sm):
     assert first.read_json("a.json") == {"n": 3}
 
 
+def test_reentrant_through_another_spelling_of_the_root(sm, tmp_path):
+    alias = tmp_path / "alias"
+    alias.symlink_to(sm.settings.root)
+    other = StateManager("s1", settings=Settings(alias, lock_timeout=1, durable=False))
+    with sm.lock(), other.lock(timeout=0):
+        other.update_json("a.json", {"n": 5})  # no self-deadlock via the second path
+        assert not free_in_other_process(sm)
+    assert sm.read_json("a.json") == {"n": 5}
+    with other.lock():
+        assert not free_in_other_process(sm)
+
+
 def test_reentrancy_is_per_thread(sm):
     blocked = []
 

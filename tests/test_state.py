@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import multiprocessing
 import os
 import stat
+import types
 
 import pytest
 
@@ -69,6 +71,16 @@ def test_write_then_read_round_trip(sm):
     assert sm.read_json("state.json") == doc
     sm.write_json("state.json", {"replaced": True})
     assert sm.read_json("state.json") == {"replaced": True}
+
+
+@pytest.mark.parametrize(
+    "make",
+    [types.MappingProxyType, collections.OrderedDict, collections.UserDict],
+    ids=["mappingproxy", "ordereddict", "userdict"],
+)
+def test_write_json_takes_any_mapping(sm, make):
+    sm.write_json("m.json", make({"a": 1, "b": [2]}))
+    assert sm.read_json("m.json") == {"a": 1, "b": [2]}
 
 
 def test_file_is_indented_utf8_json_that_stdlib_reads_back(sm):
