@@ -476,3 +476,22 @@ def test_a_real_os_error_propagates_with_its_errno(world):
     assert snapshot(top) == before
     with manager.lock(timeout=0):
         pass
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0,
+    reason="root ignores directory permissions: the injected EACCES above covers this case",
+)
+def test_a_read_only_session_dir_gives_eacces_and_keeps_the_document(world):
+    top, _, manager = world
+    os.unlink(manager.session_dir / ORPHAN)
+    os.chmod(manager.session_dir, 0o500)
+    try:
+        before = snapshot(top)
+        with pytest.raises(OSError) as info:
+            manager.write_json("a.json", {"v": 2})
+        assert info.value.errno == errno.EACCES
+        assert snapshot(top) == before
+    finally:
+        os.chmod(manager.session_dir, 0o700)
+    assert manager.read_json("a.json") == GOOD

@@ -232,6 +232,37 @@ def test_a_waiting_thread_gets_the_lock_after_release(sm):
     thread.join(WAIT)
 
 
+def eventually(predicate, seconds=5.0):
+    """Poll ``predicate`` until it holds or ``seconds`` (real time) pass."""
+    deadline = real_monotonic() + seconds
+    while real_monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_a_timed_out_waiter_does_not_keep_the_lock_from_other_processes(sm):
+    with Holder(sm), pytest.raises(SessionLockError), sm.lock(timeout=0.2):
+        pass
+    # The abandoned kernel waiter is granted the lock now, and must let go of it.
+    assert eventually(lambda: free_in_other_process(sm))
+    assert free_now(sm)
+
+
+def test_a_timed_out_waiter_is_adopted_by_the_next_attempt(sm):
+    with Holder(sm) as holder:
+        with pytest.raises(SessionLockError), sm.lock(timeout=0.2):
+            pass
+        with pytest.raises(SessionLockError), sm.lock(timeout=0):
+            pass
+        holder.release()
+        holder.proc.join(WAIT)
+        with sm.lock(timeout=WAIT):
+            assert not free_in_other_process(sm)
+    assert free_in_other_process(sm)
+
+
 # -- re-entrancy -----------------------------------------------------------------------------
 
 
