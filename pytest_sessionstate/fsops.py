@@ -84,16 +84,17 @@ def read_file(session_dir: Path, filename: str) -> bytes:
     :raises FileNotFoundError: if it does not exist (the caller words the error).
     :raises SessionValueError: if it is a symlink or not a regular file.
     """
-    path = session_dir / filename
+    # Paths as str on the hot path: a pathlib join costs more than the open.
+    path = os.path.join(session_dir, filename)
     try:
         fd = os.open(path, _READ_FLAGS)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise _not_a_file(path, "a symlink") from None
+            raise _not_a_file(Path(path), "a symlink") from None
         raise
     with open(fd, "rb", closefd=True) as f:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise _not_a_file(path, "not a regular file")
+            raise _not_a_file(Path(path), "not a regular file")
         return f.read()
 
 
@@ -116,33 +117,43 @@ def write_file(session_dir: Path, filename: str, data: bytes, *, durable: bool) 
     error before the rename the temp file is removed and the old file is intact.
     """
     emit = probes.emit if probes.listeners else None
-    target = session_dir / filename
+    # Paths as str on the hot path (a pathlib join costs more than the syscall it
+    # names); the probe events get a Path.
+    directory = os.fspath(session_dir)
+    target = os.path.join(directory, filename)
     try:
         existing = os.stat(target, follow_symlinks=False)
     except FileNotFoundError:
         mode = FILE_MODE
     else:
         if stat.S_ISLNK(existing.st_mode):
-            raise _not_a_file(target, "a symlink")  # refused before anything is touched
+            raise _not_a_file(Path(target), "a symlink")  # refused before anything is touched
         mode = stat.S_IMODE(existing.st_mode)
     remove_orphans(session_dir)
-    temp = session_dir / _temp_name(filename)
+    temp = os.path.join(directory, _temp_name(filename))
+    temp_path = Path(temp) if emit else None
     fd = os.open(temp, _CREATE_FLAGS, FILE_MODE)
     try:
         try:
             if _HAS_FCHMOD:
                 os.fchmod(fd, mode)  # exact mode, whatever the umask
             if emit:
-                emit(ProbeEvent("temp-created", session_dir, filename, temp, durable=durable))
+                emit(ProbeEvent("temp-created", session_dir, filename, temp_path, durable=durable))
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
             if emit:
-                emit(ProbeEvent("temp-written", session_dir, filename, temp, data, durable=durable))
+                emit(
+                    ProbeEvent(
+                        "temp-written", session_dir, filename, temp_path, data, durable=durable
+                    )
+                )
             if durable:
                 os.fsync(fd)
                 if emit:
-                    emit(ProbeEvent("temp-synced", session_dir, filename, temp, durable=durable))
+                    emit(
+                        ProbeEvent("temp-synced", session_dir, filename, temp_path, durable=durable)
+                    )
         finally:
             os.close(fd)
         os.replace(temp, target)
@@ -151,7 +162,7 @@ def write_file(session_dir: Path, filename: str, data: bytes, *, durable: bool) 
             os.unlink(temp)
         raise
     if emit:
-        emit(ProbeEvent("replaced", session_dir, filename, temp, durable=durable))
+        emit(ProbeEvent("replaced", session_dir, filename, temp_path, durable=durable))
     if durable:
         fsync_dir(session_dir)
         if emit:
