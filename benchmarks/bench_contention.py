@@ -322,7 +322,7 @@ def run_round(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = make_parser(__doc__.splitlines()[0], rounds=5, quick_rounds=2)
+    parser = make_parser(__doc__.splitlines()[0], rounds=9, quick_rounds=2)
     parser.add_argument("--workers", type=int, default=8, help="processes (default 8)")
     parser.add_argument(
         "--iterations", type=int, default=None, help="operations per process (default 100)"
@@ -395,20 +395,26 @@ def main(argv: list[str] | None = None) -> int:
     print("Medians over the rounds:")
     print(table.render(args.format))
     if base and "project" in summary:
-        s = summary["project"]
+        # The goals are judged on the median of the per-round ratios: each round runs
+        # the project next to flock, so a burst of load elsewhere cancels out.
+        paired = {
+            key: median(
+                [p[key] / f[key] for p, f in zip(figures["project"], figures["flock"], strict=True)]
+            )
+            for key in ("ops_s", "p99", "worst")
+        }
         print()
-        print(
-            f"goal throughput >= 0.90x flock: {s['ops_s'] / base['ops_s']:.2f}x "
-            f"{verdict(s['ops_s'] >= 0.9 * base['ops_s'])}"
-        )
-        print(
-            f"goal p99 wait <= 2x flock: {s['p99'] / base['p99']:.2f}x "
-            f"{verdict(s['p99'] <= 2 * base['p99'])}"
-        )
-        print(
-            f"goal worst wait <= 3x flock: {s['worst'] / base['worst']:.2f}x "
-            f"{verdict(s['worst'] <= 3 * base['worst'])}"
-        )
+        print("Goals, on the median of the per-round ratios project/flock:")
+        for key, label, limit, ok in (
+            ("ops_s", "throughput >= 0.90x", 0.9, paired["ops_s"] >= 0.9),
+            ("p99", "p99 wait <= 2x", 2.0, paired["p99"] <= 2.0),
+            ("worst", "worst wait <= 3x", 3.0, paired["worst"] <= 3.0),
+        ):
+            of_medians = summary["project"][key] / base[key]
+            print(
+                f"goal {label} flock: {paired[key]:.2f}x (ratio of the medians {of_medians:.2f}x,"
+                f" limit {limit:.2f}x) {verdict(ok)}"
+            )
     return 0
 
 
