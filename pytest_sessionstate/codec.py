@@ -42,7 +42,7 @@ def _is_plain(value: Any) -> bool:
 
 #: How many values the fast pass visits before it hands over to the slow one: a
 #: circular reference would otherwise keep it (and its stack) growing for ever.
-_FAST_BUDGET = 10_000_000
+_FAST_BUDGET = 1_000_000
 
 
 def _fast_check(document: Any) -> bool:
@@ -117,7 +117,7 @@ def _slow_check(value: Any, path: list[str], seen: set[int]) -> tuple[str, str] 
                     if not isinstance(key, str):
                         return (
                             _describe(path),
-                            f"key {key!r} is a {type(key).__name__}; JSON keys must be str",
+                            f"key {key!r} is of type {type(key).__name__}; JSON keys must be str",
                         )
                     path.append(f"[{key!r}]")
                     found = _slow_check(item, path, seen)

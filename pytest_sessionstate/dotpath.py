@@ -142,7 +142,7 @@ def _apply(
             elif not isinstance(child, dict):
                 raise SessionValueError(
                     f"cannot update {join(segments)!r}: {join(segments[: depth + 1])!r} "
-                    f"is a {type(child).__name__}, not an object",
+                    f"is of type {type(child).__name__}, not an object",
                     details={
                         "path": join(segments),
                         "at": join(segments[: depth + 1]),
