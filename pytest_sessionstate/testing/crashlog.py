@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import probes
+from ..clock import real_monotonic
 from ..probes import EXTRA_POINTS, WRITE_POINTS, ProbeEvent
 from ..settings import Settings, use_settings
 
@@ -266,7 +267,7 @@ def _read_until_eof(read_fd: int, pid: int, deadline: float) -> tuple[bytes, boo
     chunks: list[bytes] = []
     timed_out = False
     while True:
-        remaining = deadline - time.monotonic()
+        remaining = deadline - real_monotonic()
         if remaining <= 0 and not timed_out:
             timed_out = True
             with contextlib.suppress(ProcessLookupError):
@@ -286,12 +287,12 @@ def _read_until_eof(read_fd: int, pid: int, deadline: float) -> tuple[bytes, boo
 
 def _reap(pid: int) -> int:
     """Wait for the child (it is dead or leaving); SIGKILL it if it lingers."""
-    deadline = time.monotonic() + 5.0
+    deadline = real_monotonic() + 5.0
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             return status
-        if time.monotonic() > deadline:
+        if real_monotonic() > deadline:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             _, status = os.waitpid(pid, 0)
@@ -340,7 +341,7 @@ def run_forked(
             os._exit(_EXIT_BROKEN)
     os.close(write_fd)
     try:
-        data, timed_out = _read_until_eof(read_fd, pid, time.monotonic() + timeout)
+        data, timed_out = _read_until_eof(read_fd, pid, real_monotonic() + timeout)
     finally:
         os.close(read_fd)
     status = _reap(pid)
