@@ -168,8 +168,8 @@ class Table:
 
         if fmt == "rst":
             rule = "  ".join("=" * width for width in widths)
-            body = ["  ".join(line_cells(row)) for row in self.rows]
-            head = "  ".join(line_cells(self.headers))
+            body = ["  ".join(line_cells(row)).rstrip() for row in self.rows]
+            head = "  ".join(line_cells(self.headers)).rstrip()
             return "\n".join([rule, head, rule, *body, rule])
         out = ["| " + line(self.headers) + " |"]
         out.append("|" + "|".join("-" * (width + 2) for width in widths) + "|")
