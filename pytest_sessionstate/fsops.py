@@ -92,10 +92,22 @@ def read_file(session_dir: Path, filename: str) -> bytes:
         if exc.errno == errno.ELOOP:
             raise _not_a_file(Path(path), "a symlink") from None
         raise
-    with open(fd, "rb", closefd=True) as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             raise _not_a_file(Path(path), "not a regular file")
-        return f.read()
+        # Session files are replaced whole, never written in place: the inode we
+        # opened keeps its size, so one read usually gets it all (no buffered
+        # reader, no extra read to find the end).
+        data = os.read(fd, info.st_size + 1)
+        if len(data) == info.st_size:
+            return data
+        parts = [data]
+        while chunk := os.read(fd, 1 << 20):
+            parts.append(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
 
 
 def remove_orphans(session_dir: Path) -> None:
