@@ -81,10 +81,16 @@ class _Timeout(Exception):
     """Internal: the deadline passed."""
 
 
-def _open_lock_file(path: str, session_dir: str, on_created_dir: Callable[[], None]) -> int:
+def _open_lock_file(path: str, session_dir: str, on_created_dir: Callable[[], None] | None) -> int:
+    """Open the lock file, creating the session directory unless ``on_created_dir`` is None.
+
+    :raises FileNotFoundError: if the session directory is missing and may not be created.
+    """
     try:
         return _open_no_symlink(path)
     except FileNotFoundError:
+        if on_created_dir is None:
+            raise
         # The session directory does not exist yet (or was just deleted).
         os.makedirs(os.path.dirname(session_dir), mode=0o700, exist_ok=True)
         try:
@@ -291,6 +297,7 @@ class SessionLock:
         "__weakref__",
         "_count",
         "_fd",
+        "_idle_fd",
         "_owner",
         "_pending",
         "_threads",
@@ -305,6 +312,9 @@ class SessionLock:
         self._owner: int | None = None
         self._count = 0
         self._fd = -1
+        # The lock file, open but unlocked, kept from the last release: saves an
+        # open() and a close() per acquisition (checked against the path as any fd).
+        self._idle_fd = -1
         # A waiter abandoned by a timed-out acquisition, still queued in the kernel.
         self._pending: _Waiter | None = None
 
@@ -318,7 +328,7 @@ class SessionLock:
         *,
         session_id: str,
         session_dir: Path,
-        on_created_dir: Callable[[], None],
+        on_created_dir: Callable[[], None] | None,
     ) -> float | None:
         """Acquire; return the seconds waited, or None for a re-entrant acquisition.
 
@@ -362,7 +372,7 @@ class SessionLock:
         timeout: float,
         deadline: float,
         on_wait: Callable[[], None],
-        on_created_dir: Callable[[], None],
+        on_created_dir: Callable[[], None] | None,
     ) -> int:
         """Take the OS lock (the thread lock is held); return the locked descriptor."""
         lock_descriptor, _ = _filelock()
@@ -375,7 +385,9 @@ class SessionLock:
                     on_wait()
                 fd = self._wait_for(pending, timeout, deadline, grace=_ADOPT_GRACE)
             else:
-                fd = _open_lock_file(self.path, self.session_dir, on_created_dir)
+                fd, self._idle_fd = self._idle_fd, -1
+                if fd < 0:
+                    fd = _open_lock_file(self.path, self.session_dir, on_created_dir)
                 try:
                     if not lock_descriptor(fd, blocking=False):
                         if timeout == 0:
@@ -426,10 +438,25 @@ class SessionLock:
             return False
         fd, self._fd, self._owner = self._fd, -1, None
         try:
-            _os_release(fd)
+            _, unlock_descriptor = _filelock()
+            try:
+                unlock_descriptor(fd)
+            except BaseException:
+                os.close(fd)  # closing releases the lock in any case
+                raise
+            if self._idle_fd < 0:
+                self._idle_fd = fd
+            else:  # pragma: no cover - only one descriptor is ever idle
+                os.close(fd)
         finally:
             self._threads.release()
         return True
+
+    def __del__(self) -> None:
+        fd, self._idle_fd = self._idle_fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def _forget_after_fork(self) -> None:
         # A forked child inherits the parent's descriptors, and with them the flock:
@@ -437,8 +464,12 @@ class SessionLock:
         if self._fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
+        if self._idle_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._idle_fd)
         if self._pending is not None:
             self._pending.close_in_child()
+        self._idle_fd = -1
         self._fd = -1
         self._pending = None
         self._owner = None
@@ -490,21 +521,37 @@ if hasattr(os, "register_at_fork"):  # pragma: no branch
 class LockContext:
     """What :meth:`StateManager.lock` returns: a context manager over the session lock."""
 
-    __slots__ = ("_lock", "_manager", "_timeout")
+    __slots__ = ("_lock", "_manager", "_missing", "_timeout")
 
-    def __init__(self, manager: Any, lock: SessionLock, timeout: float) -> None:
+    def __init__(
+        self,
+        manager: Any,
+        lock: SessionLock,
+        timeout: float,
+        *,
+        missing: Callable[[], BaseException] | None = None,
+    ) -> None:
         self._manager = manager
         self._lock = lock
         self._timeout = timeout
+        # None: create the session directory if needed.  Otherwise the session must
+        # exist, and ``missing()`` is raised if it does not (nothing is created).
+        self._missing = missing
 
     def __enter__(self) -> None:
         manager = self._manager
-        waited = self._lock.acquire(
-            self._timeout,
-            session_id=manager.session_id,
-            session_dir=manager.session_dir,
-            on_created_dir=manager._on_created_dir,
-        )
+        missing = self._missing
+        try:
+            waited = self._lock.acquire(
+                self._timeout,
+                session_id=manager.session_id,
+                session_dir=manager.session_dir,
+                on_created_dir=manager._on_created_dir if missing is None else None,
+            )
+        except FileNotFoundError:
+            if missing is None:
+                raise
+            raise missing() from None
         if waited is not None and probes.listeners:
             try:
                 probes.emit(

@@ -106,6 +106,16 @@ class StateManager:
         seconds = self.settings.lock_timeout if timeout is None else _check_timeout(timeout)
         return LockContext(self, self._session_lock(), seconds)
 
+    def _lock_existing(self, filename: str | None) -> LockContext:
+        """``lock()`` for an operation on what exists: a missing session is not created
+        but reported as :class:`SessionNotFoundError` (for ``filename``)."""
+        return LockContext(
+            self,
+            self._session_lock(),
+            self.settings.lock_timeout,
+            missing=lambda: self._not_found(filename),
+        )
+
     # -- reading -------------------------------------------------------------------
 
     def _not_found(self, filename: str | None) -> SessionNotFoundError:
@@ -181,9 +191,7 @@ class StateManager:
         """
         validate_name(filename, "filename")
         parsed = _normalize_updates(updates)
-        if not os.path.isdir(self.session_dir):  # as Path.is_dir, without pathlib's overhead
-            raise self._not_found(filename)
-        with self.lock():
+        with self._lock_existing(filename):
             document, pure = self._read_checked(filename)
             document = _apply(document, parsed)
             # A pure document stays pure if the new values are: then only they need the
@@ -207,15 +215,12 @@ class StateManager:
             written.
         """
         validate_name(filename, "filename")
-        if default is not None:
-            if not isinstance(default, Mapping):
-                raise SessionValueError(
-                    f"default must be a JSON object, not {type(default).__name__}",
-                    details={"type": type(default).__name__},
-                )
-        elif not os.path.isdir(self.session_dir):  # as Path.is_dir, without pathlib's overhead
-            raise self._not_found(filename)
-        with self.lock():
+        if default is not None and not isinstance(default, Mapping):
+            raise SessionValueError(
+                f"default must be a JSON object, not {type(default).__name__}",
+                details={"type": type(default).__name__},
+            )
+        with self.lock() if default is not None else self._lock_existing(filename):
             try:
                 document = self._read(filename)
             except SessionNotFoundError:
@@ -258,9 +263,7 @@ class StateManager:
         """
         if filename is not None:
             validate_name(filename, "filename")
-        if not self.session_dir.is_dir():
-            raise self._not_found(filename)
-        with self.lock():
+        with self._lock_existing(filename):
             durable = self.settings.durable
             if filename is None:
                 fsops.remove_tree(self.session_dir, LOCK_FILENAME, durable=durable)

@@ -14,6 +14,7 @@ import pytest
 
 from pytest_sessionstate import (
     SessionLockError,
+    SessionNotFoundError,
     SessionValueError,
     Settings,
     StateManager,
@@ -524,3 +525,40 @@ def test_delete_while_another_process_waits_keeps_exclusion(sm, tmp_path):
     assert [proc.exitcode for proc in [waiter, *others]] == [0, 0, 0]
     assert violations.value == 0
     assert sm.read_json("count.json") == {"n": 3 * count}
+
+
+# -- the lock file descriptor kept between acquisitions ----------------------------------------
+
+
+def test_a_forked_child_does_not_share_the_parents_kept_descriptor(sm):
+    # The parent keeps its (unlocked) lock file descriptor after a release; a forked
+    # child inherits it.  Were the child to lock through it, parent and child would
+    # share one open file description, and the parent's flock would not exclude it.
+    with sm.lock():
+        pass
+    with Holder(sm):
+        assert not free_now(sm)
+    assert free_now(sm)
+
+
+def test_a_session_deleted_and_recreated_is_locked_on_its_new_file(sm):
+    other = StateManager("s1", settings=sm.settings)
+    with sm.lock():
+        pass  # sm's process now keeps a descriptor of the first lock file
+    other.delete()
+    other.write_json("a.json", {"n": 1})  # a new directory, a new lock file
+    with Holder(sm):
+        assert not free_now(sm)  # the kept descriptor of the old file is not trusted
+    with sm.lock(timeout=0):
+        assert sm.read_json("a.json") == {"n": 1}
+
+
+def test_update_of_a_missing_session_creates_nothing(cfg):
+    ghost = StateManager("ghost", settings=cfg)
+    with pytest.raises(SessionNotFoundError):
+        ghost.update_json("a.json", {"x": 1})
+    with pytest.raises(SessionNotFoundError), ghost.transaction("a.json"):
+        pass
+    with pytest.raises(SessionNotFoundError):
+        ghost.delete()
+    assert not ghost.session_dir.exists()
