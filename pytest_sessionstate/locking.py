@@ -21,6 +21,10 @@ How the pieces fit, and why:
 * Between threads of one process, a ``threading.Lock`` per session in front of
   the OS lock, and re-entrancy by owner thread and count, shared by every
   :class:`~pytest_sessionstate.StateManager` of the session in this process.
+* Each :class:`SessionLock` keeps its lock file open (unlocked) between
+  acquisitions, which saves an ``open`` and a ``close`` per acquisition: one
+  descriptor per session in use in the process, closed when its last
+  :class:`~pytest_sessionstate.StateManager` is gone, and in forked children.
 * A lock file may be deleted along with its session (``delete()``) while others
   wait on it; after acquiring, the holder checks that its descriptor still is
   the file at the path, and starts over if not.
