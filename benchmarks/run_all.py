@@ -26,6 +26,7 @@ SCRIPTS = (
     "bench_durable.py",
     "bench_large_document.py",
     "bench_import.py",
+    "bench_crash_explore.py",
 )
 
 
