@@ -29,7 +29,6 @@ Goal (issue #3): project throughput >= 0.9x flock, p99 wait <= 2x, worst <= 3x.
 from __future__ import annotations
 
 import _thread
-import contextlib
 import fcntl
 import json
 import multiprocessing
@@ -56,6 +55,7 @@ from _common import (  # noqa: E402
     scratch_dir,
     verdict,
 )
+from _original import OriginalStateManager  # noqa: E402
 from filelock import FileLock  # noqa: E402
 
 from pytest_sessionstate import Settings, StateManager, probes  # noqa: E402
@@ -114,41 +114,18 @@ def worker_filelock(session_dir: str, iterations: int) -> list[float]:
 
 
 def worker_original(session_dir: str, iterations: int) -> list[float]:
-    """The original ``StateManager.lock`` + ``update_json``, protocol for protocol."""
-    directory = Path(session_dir)
-    lock_file = directory / ".lock"
-    file_path = directory / DOC
-    temp_path = directory / f".{DOC}.tmp"
-    timeout = 300.0  # the original default is 30 s; a timeout would spoil the figures
+    """The original ``StateManager.lock`` + read-modify-write, protocol for protocol."""
+    # The original default timeout is 30 s; a timeout would spoil the figures.
+    original = OriginalStateManager(Path(session_dir), lock_timeout=300.0)
     waits = []
     clock = time.perf_counter
     for _ in range(iterations):
         start = clock()
-        directory.mkdir(parents=True, exist_ok=True)
-        began = time.time()
-        while True:
-            try:
-                lock_file.touch(exist_ok=False)
-                break
-            except FileExistsError:
-                if time.time() - began > timeout:
-                    raise TimeoutError(f"original lock: no lock within {timeout}s") from None
-                time.sleep(0.1)
-        waits.append(clock() - start)
-        try:
-            if not file_path.exists():
-                raise FileNotFoundError(file_path)
-            with open(file_path, encoding="utf-8") as f:
-                data = json.load(f)
+        with original.lock():
+            waits.append(clock() - start)
+            data = original.read_json(DOC)
             data["counter"] += 1
-            directory.mkdir(parents=True, exist_ok=True)
-            with open(temp_path, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=2, default=str)
-            temp_path.replace(file_path)
-        finally:
-            with contextlib.suppress(Exception):
-                if lock_file.exists():
-                    lock_file.unlink()
+            original.write_json_unlocked(DOC, data)
     return waits
 
 

@@ -22,7 +22,6 @@ Goal (issue #3): project <= 1.3x bare per operation.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -46,6 +45,7 @@ from _common import (  # noqa: E402
     scratch_dir,
     verdict,
 )
+from _original import OriginalStateManager  # noqa: E402
 
 from pytest_sessionstate import Settings, StateManager  # noqa: E402
 
@@ -109,29 +109,10 @@ def make_project(directory: Path) -> Callable[[], None]:
 
 
 def make_original(directory: Path) -> Callable[[], None]:
-    lock_file = directory / ".lock"
-    file_path = directory / DOC
-    temp_path = directory / f".{DOC}.tmp"
+    original = OriginalStateManager(directory)
 
     def op() -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        while True:
-            try:
-                lock_file.touch(exist_ok=False)
-                break
-            except FileExistsError:  # pragma: no cover - single process
-                time.sleep(0.1)
-        try:
-            with open(file_path, encoding="utf-8") as f:
-                data = json.load(f)
-            data["key_00"] += 1
-            with open(temp_path, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=2, default=str)
-            temp_path.replace(file_path)
-        finally:
-            with contextlib.suppress(Exception):
-                if lock_file.exists():
-                    lock_file.unlink()
+        original.increment(DOC, "key_00")
 
     return op
 

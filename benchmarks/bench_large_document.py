@@ -19,7 +19,6 @@ Goal (issue #3): project at least 8x faster than the original.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import math
@@ -44,6 +43,7 @@ from _common import (  # noqa: E402
     scratch_dir,
     verdict,
 )
+from _original import OriginalStateManager  # noqa: E402
 
 from pytest_sessionstate import (  # noqa: E402
     SessionValueError,
@@ -63,43 +63,10 @@ def big_document() -> dict[str, Any]:
 
 
 def make_original(directory: Path) -> Callable[[int], None]:
-    lock_file = directory / ".lock"
-    file_path = directory / DOC
-    temp_path = directory / f".{DOC}.tmp"
+    original = OriginalStateManager(directory)
 
     def op(i: int) -> None:
-        updates = {f"tasks.t{i % N_OBJECTS:04d}.done": True}
-        directory.mkdir(parents=True, exist_ok=True)
-        while True:
-            try:
-                lock_file.touch(exist_ok=False)
-                break
-            except FileExistsError:  # pragma: no cover - single process
-                time.sleep(0.1)
-        try:
-            if not file_path.exists():
-                raise FileNotFoundError(file_path)
-            with open(file_path, encoding="utf-8") as f:
-                data = json.load(f)
-            for key, value in updates.items():
-                if "." in key:
-                    parts = key.split(".")
-                    target = data
-                    for part in parts[:-1]:
-                        if part not in target:
-                            target[part] = {}
-                        target = target[part]
-                    target[parts[-1]] = value
-                else:
-                    data[key] = value
-            directory.mkdir(parents=True, exist_ok=True)
-            with open(temp_path, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=2, default=str)
-            temp_path.replace(file_path)
-        finally:
-            with contextlib.suppress(Exception):
-                if lock_file.exists():
-                    lock_file.unlink()
+        original.update_json(DOC, {f"tasks.t{i % N_OBJECTS:04d}.done": True})
 
     return op
 
