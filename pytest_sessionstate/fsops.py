@@ -31,6 +31,7 @@ __all__ = [
     "read_file",
     "remove_file",
     "remove_orphans",
+    "remove_new_session",
     "remove_tree",
     "write_file",
 ]
@@ -201,6 +202,18 @@ def remove_file(session_dir: Path, filename: str, *, durable: bool, session_id: 
         fsync_dir(session_dir)
         if emit:
             emit(ProbeEvent("dir-synced", session_dir, filename, durable=durable))
+
+
+def remove_new_session(session_dir: Path, lock_name: str) -> None:
+    """Undo the creation of a session whose first write failed (lock held).
+
+    Removes the directory only if it holds nothing but its lock file; passes no
+    probe point (this is the clean-up of a failure, not a step of a write).
+    """
+    with contextlib.suppress(OSError):
+        if os.listdir(session_dir) == [lock_name]:
+            os.unlink(os.path.join(session_dir, lock_name))
+            os.rmdir(session_dir)
 
 
 def remove_tree(session_dir: Path, lock_name: str, *, durable: bool) -> None:

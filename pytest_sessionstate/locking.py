@@ -44,7 +44,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import probes
+from . import fsops, probes
 from .clock import real_monotonic
 from .errors import SessionLockError, SessionValueError
 from .probes import ProbeEvent
@@ -525,7 +525,7 @@ if hasattr(os, "register_at_fork"):  # pragma: no branch
 class LockContext:
     """What :meth:`StateManager.lock` returns: a context manager over the session lock."""
 
-    __slots__ = ("_lock", "_manager", "_missing", "_timeout")
+    __slots__ = ("_discard_new", "_lock", "_manager", "_missing", "_timeout", "created_dir")
 
     def __init__(
         self,
@@ -534,6 +534,7 @@ class LockContext:
         timeout: float,
         *,
         missing: Callable[[], BaseException] | None = None,
+        discard_new: bool = False,
     ) -> None:
         self._manager = manager
         self._lock = lock
@@ -541,6 +542,19 @@ class LockContext:
         # None: create the session directory if needed.  Otherwise the session must
         # exist, and ``missing()`` is raised if it does not (nothing is created).
         self._missing = missing
+        # True: if the block fails on a session that entering created, remove the
+        # session again before releasing, so a failed first write leaves nothing.
+        self._discard_new = discard_new
+        #: Whether entering created the session directory (the session is new).
+        self.created_dir = False
+
+    def _discard_if_new(self) -> None:
+        if self._discard_new and self.created_dir:
+            fsops.remove_new_session(self._manager.session_dir, os.path.basename(self._lock.path))
+
+    def _on_created_dir(self) -> None:
+        self.created_dir = True
+        self._manager._on_created_dir()
 
     def __enter__(self) -> None:
         manager = self._manager
@@ -550,7 +564,7 @@ class LockContext:
                 self._timeout,
                 session_id=manager.session_id,
                 session_dir=manager.session_dir,
-                on_created_dir=manager._on_created_dir if missing is None else None,
+                on_created_dir=self._on_created_dir if missing is None else None,
             )
         except FileNotFoundError:
             if missing is None:
@@ -567,6 +581,7 @@ class LockContext:
                     )
                 )
             except BaseException:
+                self._discard_if_new()
                 self._lock.release()  # the block will not run: do not leak the lock
                 raise
 
@@ -576,6 +591,8 @@ class LockContext:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc_type is not None:
+            self._discard_if_new()
         if self._lock.release() and probes.listeners:
             manager = self._manager
             probes.emit(

@@ -106,6 +106,12 @@ class StateManager:
         seconds = self.settings.lock_timeout if timeout is None else _check_timeout(timeout)
         return LockContext(self, self._session_lock(), seconds)
 
+    def _lock_creating(self) -> LockContext:
+        """``lock()`` for a write that may create the session: if the write fails on a
+        session that entering the lock created, the session is removed again, so a
+        failed write leaves no empty session behind."""
+        return LockContext(self, self._session_lock(), self.settings.lock_timeout, discard_new=True)
+
     def _lock_existing(self, filename: str | None) -> LockContext:
         """``lock()`` for an operation on what exists: a missing session is not created
         but reported as :class:`SessionNotFoundError` (for ``filename``)."""
@@ -175,7 +181,7 @@ class StateManager:
         if isinstance(data, Mapping) and not isinstance(data, dict):
             data = dict(data)  # any Mapping is an object (MappingProxyType, UserDict...)
         encoded = codec.encode(data)
-        with self.lock():
+        with self._lock_creating():
             self._write(filename, encoded)
 
     def update_json(self, filename: str, updates: Mapping[DotPath, Any]) -> JSONObject:
@@ -207,7 +213,8 @@ class StateManager:
     ) -> Iterator[JSONObject]:
         """Read, change in place, write back, all under the lock.
 
-        On normal exit the dict is written atomically; on exception nothing is.
+        On normal exit the dict is written atomically; on exception nothing is (a
+        session that the transaction created is removed again).
 
         :param default: the document to start from (deep-copied) if the file is
             missing; without it a missing file raises :class:`SessionNotFoundError`.
@@ -220,7 +227,7 @@ class StateManager:
                 f"default must be a JSON object, not {type(default).__name__}",
                 details={"type": type(default).__name__},
             )
-        with self.lock() if default is not None else self._lock_existing(filename):
+        with self._lock_creating() if default is not None else self._lock_existing(filename):
             try:
                 document = self._read(filename)
             except SessionNotFoundError:

@@ -415,3 +415,42 @@ def test_readers_see_the_old_or_the_new_document_never_a_mix(tmp_path):
     assert reader.exitcode == 0
     assert seen.value > 0
     assert bad.value == 0
+
+
+# -- a failed first write leaves no session behind --------------------------------------------
+
+
+def _change_then_fail(manager):
+    with manager.transaction("a.json", default={"n": 0}) as document:
+        document["n"] = 1
+        raise KeyError("inside")
+
+
+def test_a_failed_transaction_on_a_new_session_leaves_no_session(sm, cfg):
+    with pytest.raises(KeyError):
+        _change_then_fail(sm)
+    assert not sm.exists()
+    assert list_sessions(settings=cfg) == []
+
+
+def test_a_refused_first_write_in_a_transaction_leaves_no_session(sm, cfg):
+    with pytest.raises(SessionValueError), sm.transaction("a.json", default={}) as document:
+        document["bad"] = {1, 2}
+    assert list_sessions(settings=cfg) == []
+
+
+def test_a_failed_transaction_keeps_a_session_that_existed(sm, cfg):
+    with sm.lock():
+        pass  # the session exists now, empty but for its lock file
+    with pytest.raises(KeyError), sm.transaction("a.json", default={}):
+        raise KeyError("inside")
+    assert sm.exists()
+    assert list_sessions(settings=cfg) == ["s1"]
+
+
+def test_a_failed_first_write_keeps_the_session_when_an_outer_lock_created_it(sm, cfg):
+    with sm.lock():
+        with pytest.raises(KeyError), sm.transaction("a.json", default={}):
+            raise KeyError("inside")
+        assert sm.exists()  # the outer block owns the new session
+    assert list_sessions(settings=cfg) == ["s1"]
