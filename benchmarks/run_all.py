@@ -27,6 +27,7 @@ SCRIPTS = (
     "bench_large_document.py",
     "bench_import.py",
     "bench_crash_explore.py",
+    "bench_probes.py",
 )
 
 
