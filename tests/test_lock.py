@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
@@ -562,3 +563,17 @@ def test_update_of_a_missing_session_creates_nothing(cfg):
     with pytest.raises(SessionNotFoundError):
         ghost.delete()
     assert not ghost.session_dir.exists()
+
+
+def test_kept_descriptors_go_with_their_state_managers(cfg):
+    def open_fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    managers = [StateManager(f"s{i}", settings=cfg) for i in range(200)]
+    for manager in managers:
+        manager.write_json("a.json", {"n": 1})
+    assert open_fds() - before >= 200  # one kept descriptor per session in use
+    del managers, manager
+    gc.collect()
+    assert open_fds() - before < 10  # closed with the last StateManager of each session
