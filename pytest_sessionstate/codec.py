@@ -32,8 +32,6 @@ except ImportError:  # pragma: no cover
 
 __all__ = ["decode", "decode_checked", "encode", "find_invalid"]
 
-_SCALARS = (str, int, bool, type(None))
-
 
 def _is_plain(value: Any) -> bool:
     kind = type(value)

@@ -282,14 +282,6 @@ def _submit(waiter: _Waiter) -> None:
         helper.assign(waiter)
 
 
-def _os_release(fd: int) -> None:
-    _, unlock_descriptor = _filelock()
-    try:
-        unlock_descriptor(fd)
-    finally:
-        os.close(fd)
-
-
 class SessionLock:
     """The process-wide state of one session's lock (one instance per lock file).
 
