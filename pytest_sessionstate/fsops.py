@@ -1,5 +1,13 @@
 """The file operations of the state manager: the one seam where disk I/O happens.
 
+Every operation works relative to directory descriptors: the root is opened by
+its path (the root is the user's choice, symlinks included), and everything
+below it through ``dir_fd=`` calls with ``O_NOFOLLOW``, so swapping a session
+directory or a file for a symlink at any moment never leads a read, a write, a
+delete or the lock out of the root.  Only regular files are read or replaced:
+a FIFO, a device or a directory in a session file's place is refused at once
+(opens are non-blocking, so a FIFO cannot hang the caller).
+
 Every step of a write passes its probe point (see :mod:`pytest_sessionstate.probes`)
 right after it has happened, so the crash injector, the power-loss model and
 ``interleave`` act here and nowhere else; nothing monkeypatches :mod:`os`.
@@ -9,6 +17,10 @@ file in the session directory (``O_EXCL | O_NOFOLLOW``), all bytes written,
 fsynced, closed, ``os.replace``-d onto the target, and the directory fsynced.
 Only then is the write acknowledged.  An fsync error is never retried
 (PostgreSQL's "fsyncgate"): it propagates, and the temp file is removed.
+
+A whole session is removed by renaming its directory to a hidden *tombstone*
+first (one atomic step: a killed delete leaves the whole session or none of it),
+then emptying the tombstone.
 """
 
 from __future__ import annotations
@@ -17,42 +29,68 @@ import contextlib
 import errno
 import os
 import re
-import shutil
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from . import probes
-from .errors import SessionNotFoundError, SessionValueError
+from .errors import SessionValueError
 from .probes import ProbeEvent
 
 __all__ = [
+    "DIR_MODE",
+    "FILE_MODE",
+    "LOCK_NAME",
+    "entry_kind",
     "fsync_dir",
     "is_temp_name",
+    "is_tombstone_name",
+    "list_documents",
+    "make_dirs",
+    "open_lock_file",
+    "open_root",
+    "open_session",
     "read_file",
+    "remove_documents",
     "remove_file",
     "remove_orphans",
-    "remove_new_session",
-    "remove_tree",
+    "remove_session",
+    "same_entry",
     "write_file",
 ]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _BINARY = getattr(os, "O_BINARY", 0)
-_READ_FLAGS = os.O_RDONLY | _NOFOLLOW | _CLOEXEC | _BINARY
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_READ_FLAGS = os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _CLOEXEC | _BINARY
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC | _BINARY
+_DIR_FLAGS = os.O_RDONLY | _DIRECTORY | _CLOEXEC
+_SUBDIR_FLAGS = _DIR_FLAGS | _NOFOLLOW
+# The lock file is opened read-only: flock needs no write access, so lock() and
+# reads also work on a read-only mount.  Non-blocking: a FIFO cannot hang us.
+_LOCK_FLAGS = os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _CLOEXEC | _BINARY
 _TEMP = re.compile(r"\..+\.[0-9a-f]{16}\.tmp")
+_TOMBSTONE = re.compile(r"\..+\.[0-9a-f]{16}\.deleted")
 _HAS_FCHMOD = hasattr(os, "fchmod")
 
 #: Mode of new session files: state often holds secrets.
 FILE_MODE = 0o600
-#: Mode of new session directories.
+#: Mode of every directory the state manager creates (the root's parents included).
 DIR_MODE = 0o700
+#: Name of the lock file inside each session directory.
+LOCK_NAME = ".lock"
 
 
 def is_temp_name(name: str) -> bool:
     """Whether ``name`` is a temp file of the write protocol."""
     return _TEMP.fullmatch(name) is not None
+
+
+def is_tombstone_name(name: str) -> bool:
+    """Whether ``name`` is a session directory being deleted (see :func:`remove_session`)."""
+    return _TOMBSTONE.fullmatch(name) is not None
 
 
 def _temp_name(filename: str) -> str:
@@ -61,42 +99,210 @@ def _temp_name(filename: str) -> str:
     return f".{filename[:233]}.{os.urandom(8).hex()}.tmp"
 
 
-def fsync_dir(path: Path | str) -> None:
-    """fsync a directory, making the creation, rename or removal of its entries durable."""
+def _not_a_file(path: str, what: str) -> SessionValueError:
+    return SessionValueError(
+        f"{path!r} is {what}, not a regular file; refusing to use it",
+        details={"path": path, "problem": what},
+    )
+
+
+def _not_a_dir(path: str, what: str) -> SessionValueError:
+    return SessionValueError(
+        f"session path {path!r} is {what}, not a directory; refusing to use it",
+        details={"path": path, "problem": what},
+    )
+
+
+def _describe(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    return "not a regular file"  # pragma: no cover - no other kinds on Linux
+
+
+# -- directories ---------------------------------------------------------------------
+
+
+def make_dirs(path: str) -> None:
+    """Create ``path`` and its missing parents, each exactly ``0700`` whatever the umask.
+
+    Directories that exist are left as they are (the root's own mode is the user's).
+    """
+    missing = []
+    current = os.path.abspath(path)
+    while not os.path.isdir(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:  # pragma: no cover - the filesystem root always exists
+            break
+        current = parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, DIR_MODE)
+        except FileExistsError:
+            continue
+        with contextlib.suppress(OSError):  # pragma: no branch
+            os.chmod(directory, DIR_MODE, follow_symlinks=False)
+
+
+def open_root(root: str, *, create: bool) -> int:
+    """Open the root directory (following symlinks: the root is the user's choice).
+
+    :param create: make it (and its parents, ``0700``) if it is missing.
+    :raises FileNotFoundError: if it is missing and ``create`` is false.
+    :raises SessionValueError: if the root is not a directory.
+    """
+    try:
+        return os.open(root, _DIR_FLAGS)
+    except FileNotFoundError:
+        if not create:
+            raise
+    except NotADirectoryError:
+        raise SessionValueError(
+            f"root {root!r} is not a directory", details={"root": root, "problem": "not a dir"}
+        ) from None
+    make_dirs(root)
+    return os.open(root, _DIR_FLAGS)
+
+
+def open_session(root_fd: int, session_id: str, path: str, *, create: bool) -> tuple[int, bool]:
+    """Open a session directory under the root, never through a symlink.
+
+    :param path: the session's path, for messages.
+    :param create: make it (``0700``) if it is missing.
+    :returns: the directory's descriptor, and whether this call created it.
+    :raises FileNotFoundError: if it is missing and ``create`` is false.
+    :raises SessionValueError: if the session path is a symlink or not a directory.
+    """
+    created = False
+    while True:
+        try:
+            return os.open(session_id, _SUBDIR_FLAGS, dir_fd=root_fd), created
+        except FileNotFoundError:
+            if not create:
+                raise
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            try:
+                info = os.stat(session_id, dir_fd=root_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # it went away meanwhile: try again
+            raise _not_a_dir(path, _describe(info.st_mode)) from None
+        try:
+            os.mkdir(session_id, DIR_MODE, dir_fd=root_fd)
+        except FileExistsError:
+            continue
+        created = True
+        try:
+            fd = os.open(session_id, _SUBDIR_FLAGS, dir_fd=root_fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.rmdir(session_id, dir_fd=root_fd)  # leave no empty session behind
+            raise
+        if _HAS_FCHMOD:
+            try:
+                os.fchmod(fd, DIR_MODE)  # exact mode, whatever the umask
+            except BaseException:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.rmdir(session_id, dir_fd=root_fd)
+                raise
+        return fd, created
+
+
+def same_entry(dir_fd: int, name: str, info: os.stat_result) -> bool:
+    """Whether ``name`` in ``dir_fd`` still is the file ``info`` describes (not moved,
+    deleted or replaced)."""
+    try:
+        now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return (now.st_ino, now.st_dev) == (info.st_ino, info.st_dev)
+
+
+def fsync_dir(path: Path | str | int) -> None:
+    """fsync a directory (a path or an open descriptor), making the creation, rename or
+    removal of its entries durable."""
     if os.name != "posix":  # pragma: no cover - Windows cannot open directories
         return
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
+    if isinstance(path, int):
+        os.fsync(path)
+        return
+    fd = os.open(path, _DIR_FLAGS)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def _not_a_file(path: Path, what: str) -> SessionValueError:
-    return SessionValueError(
-        f"{str(path)!r} is {what}, not a regular file; refusing to use it",
-        details={"path": str(path), "problem": what},
-    )
+def open_lock_file(dir_fd: int, path: str) -> int:
+    """Open (creating it if needed) the session's lock file, read-only.
+
+    :param path: the lock file's path, for messages.
+    :raises SessionValueError: if it is a symlink or not a regular file.
+    """
+    try:
+        try:
+            fd = os.open(LOCK_NAME, _LOCK_FLAGS, dir_fd=dir_fd)
+        except FileNotFoundError:
+            fd = os.open(LOCK_NAME, _LOCK_FLAGS | os.O_CREAT, FILE_MODE, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise _not_a_file(path, "a symlink") from None
+    try:
+        kind = os.fstat(fd).st_mode
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(kind):
+        os.close(fd)
+        raise _not_a_file(path, _describe(kind))
+    return fd
 
 
-def read_file(session_dir: Path, filename: str) -> bytes:
-    """Read a session file whole, never following a symlink.
+# -- files ---------------------------------------------------------------------------
 
+
+def entry_kind(dir_fd: int, name: str) -> str | None:
+    """What ``name`` is in the directory: None if absent, else :func:`_describe`'s words."""
+    try:
+        return _describe(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return None
+
+
+def read_file(dir_fd: int, filename: str, path: str) -> bytes:
+    """Read a session file whole, never following a symlink, never blocking on a FIFO.
+
+    :param path: the file's path, for messages.
     :raises FileNotFoundError: if it does not exist (the caller words the error).
     :raises SessionValueError: if it is a symlink or not a regular file.
     """
-    # Paths as str on the hot path: a pathlib join costs more than the open.
-    path = os.path.join(session_dir, filename)
     try:
-        fd = os.open(path, _READ_FLAGS)
+        fd = os.open(filename, _READ_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise _not_a_file(Path(path), "a symlink") from None
+            raise _not_a_file(path, "a symlink") from None
+        if exc.errno in (errno.ENXIO, errno.EISDIR):  # a FIFO/socket, a directory
+            kind = entry_kind(dir_fd, filename)
+            if kind is not None:
+                raise _not_a_file(path, kind) from None
         raise
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise _not_a_file(Path(path), "not a regular file")
+            raise _not_a_file(path, _describe(info.st_mode))
         # Session files are replaced whole, never written in place: the inode we
         # opened keeps its size, so one read usually gets it all (no buffered
         # reader, no extra read to find the end).
@@ -111,41 +317,59 @@ def read_file(session_dir: Path, filename: str) -> bytes:
         os.close(fd)
 
 
-def remove_orphans(session_dir: Path) -> None:
+def list_documents(dir_fd: int, is_valid: Callable[[str], bool]) -> list[str]:
+    """The regular files of the directory whose names ``is_valid`` accepts, sorted."""
+    with os.scandir(dir_fd) as entries:
+        names = [
+            entry.name
+            for entry in entries
+            if entry.is_file(follow_symlinks=False) and is_valid(entry.name)
+        ]
+    names.sort()
+    return names
+
+
+def remove_orphans(dir_fd: int) -> None:
     """Remove temp files left by writers that were killed mid-write.
 
-    Called with the lock held, when no other writer can own a temp file.
+    Called with the lock held, when no other writer can own a temp file.  Only
+    files are removed: a directory squatting on a temp name is left alone (and
+    never blocks a write, since every temp name is new).
     """
-    with os.scandir(session_dir) as entries:
-        for entry in entries:
-            if entry.name[0] == "." and _TEMP.fullmatch(entry.name):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
+    with os.scandir(dir_fd) as entries:
+        orphans = [
+            entry.name for entry in entries if entry.name[0] == "." and _TEMP.fullmatch(entry.name)
+        ]
+    for name in orphans:
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+            os.unlink(name, dir_fd=dir_fd)
 
 
-def write_file(session_dir: Path, filename: str, data: bytes, *, durable: bool) -> None:
-    """Replace ``session_dir / filename`` with ``data``, atomically (and durably).
+def write_file(
+    dir_fd: int, session_dir: Path, filename: str, data: bytes, *, durable: bool
+) -> None:
+    """Replace ``filename`` in the session directory with ``data``, atomically (and durably).
+
+    :param session_dir: the directory's path, for messages and probe events.
 
     A file that exists keeps its mode; a new one is created ``0600``.  On any
     error before the rename the temp file is removed and the old file is intact.
+
+    :raises SessionValueError: if the target is a symlink or not a regular file.
     """
     emit = probes.emit if probes.listeners else None
-    # Paths as str on the hot path (a pathlib join costs more than the syscall it
-    # names); the probe events get a Path.
-    directory = os.fspath(session_dir)
-    target = os.path.join(directory, filename)
     try:
-        existing = os.stat(target, follow_symlinks=False)
+        existing = os.stat(filename, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         mode = FILE_MODE
     else:
-        if stat.S_ISLNK(existing.st_mode):
-            raise _not_a_file(Path(target), "a symlink")  # refused before anything is touched
+        if not stat.S_ISREG(existing.st_mode):  # refused before anything is touched
+            raise _not_a_file(os.path.join(session_dir, filename), _describe(existing.st_mode))
         mode = stat.S_IMODE(existing.st_mode)
-    remove_orphans(session_dir)
-    temp = os.path.join(directory, _temp_name(filename))
-    temp_path = Path(temp) if emit else None
-    fd = os.open(temp, _CREATE_FLAGS, FILE_MODE)
+    remove_orphans(dir_fd)
+    temp = _temp_name(filename)
+    temp_path = session_dir / temp if emit else None
+    fd = os.open(temp, _CREATE_FLAGS, FILE_MODE, dir_fd=dir_fd)
     try:
         try:
             if _HAS_FCHMOD:
@@ -169,75 +393,116 @@ def write_file(session_dir: Path, filename: str, data: bytes, *, durable: bool) 
                     )
         finally:
             os.close(fd)
-        os.replace(temp, target)
+        os.replace(temp, filename, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
+            os.unlink(temp, dir_fd=dir_fd)
         raise
     if emit:
         emit(ProbeEvent("replaced", session_dir, filename, temp_path, durable=durable))
     if durable:
-        fsync_dir(session_dir)
+        fsync_dir(dir_fd)
         if emit:
             emit(ProbeEvent("dir-synced", session_dir, filename, durable=durable))
 
 
-def remove_file(session_dir: Path, filename: str, *, durable: bool, session_id: str) -> None:
+def remove_file(dir_fd: int, session_dir: Path, filename: str, *, durable: bool) -> None:
     """Unlink one session file (durably).
 
-    :raises SessionNotFoundError: if it does not exist.
+    :raises FileNotFoundError: if it does not exist (the caller words the error).
+    :raises SessionValueError: if it is not a regular file (a directory, a FIFO...).
     """
-    path = session_dir / filename
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        raise SessionNotFoundError(
-            f"file not found: {filename!r} in session {session_id!r}",
-            details={"session_id": session_id, "filename": filename},
-        ) from None
+    kind = entry_kind(dir_fd, filename)
+    if kind is None:
+        raise FileNotFoundError(errno.ENOENT, "no such file", filename)
+    if kind not in ("a regular file", "a symlink"):
+        raise _not_a_file(os.path.join(session_dir, filename), kind)
+    os.unlink(filename, dir_fd=dir_fd)
     emit = probes.emit if probes.listeners else None
     if emit:
         emit(ProbeEvent("removed", session_dir, filename, durable=durable))
     if durable:
-        fsync_dir(session_dir)
+        fsync_dir(dir_fd)
         if emit:
             emit(ProbeEvent("dir-synced", session_dir, filename, durable=durable))
 
 
-def remove_new_session(session_dir: Path, lock_name: str) -> None:
-    """Undo the creation of a session whose first write failed (lock held).
-
-    Removes the directory only if it holds nothing but its lock file; passes no
-    probe point (this is the clean-up of a failure, not a step of a write).
-    """
-    with contextlib.suppress(OSError):
-        if os.listdir(session_dir) == [lock_name]:
-            os.unlink(os.path.join(session_dir, lock_name))
-            os.rmdir(session_dir)
+def remove_documents(dir_fd: int, *, durable: bool) -> None:
+    """Empty a session directory of everything but its lock file (lock held)."""
+    _empty(dir_fd, keep=LOCK_NAME)
+    if durable:
+        fsync_dir(dir_fd)
 
 
-def remove_tree(session_dir: Path, lock_name: str, *, durable: bool) -> None:
-    """Remove a whole session directory, its lock file last.
-
-    Called with the lock held.  Waiters on the old lock file notice that it was
-    deleted and start over on a new one.
-    """
-    with os.scandir(session_dir) as entries:
-        names = [entry.name for entry in entries]
-    for name in names:
-        if name == lock_name:
+def _empty(dir_fd: int, *, keep: str | None = None) -> None:
+    """Remove everything in the directory (but ``keep``), never following a symlink."""
+    with os.scandir(dir_fd) as entries:
+        found = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+    for name, is_dir in found:
+        if name == keep:
             continue
-        path = session_dir / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
+        if is_dir:
+            _remove_tree_at(dir_fd, name)
         else:
-            os.unlink(path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=dir_fd)
+
+
+def _remove_tree_at(dir_fd: int, name: str) -> None:
+    """Remove the directory ``name`` of ``dir_fd`` and all it holds (no symlink followed)."""
+    try:
+        fd = os.open(name, _SUBDIR_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=dir_fd)  # swapped for a link or a file: unlink that
+        return
+    try:
+        _empty(fd)
+    finally:
+        os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.rmdir(name, dir_fd=dir_fd)
+
+
+def remove_session(
+    root_fd: int, session_id: str, dir_fd: int, session_dir: Path, *, durable: bool
+) -> None:
+    """Remove a whole session (its lock held through ``dir_fd``'s lock file).
+
+    The directory is first renamed to a hidden tombstone in the root: readers
+    and ``list_sessions`` see the whole session or none of it, and waiters on its
+    lock notice that it moved and start over.  Then the tombstone is emptied and
+    removed, its lock file last.  Tombstones left by killed deletes are swept.
+    """
+    tombstone = f".{session_id[:229]}.{os.urandom(8).hex()}.deleted"
+    os.rename(session_id, tombstone, src_dir_fd=root_fd, dst_dir_fd=root_fd)
     emit = probes.emit if probes.listeners else None
-    os.unlink(session_dir / lock_name)
-    os.rmdir(session_dir)
     if emit:
         emit(ProbeEvent("removed", session_dir, None, durable=durable))
     if durable:
-        fsync_dir(session_dir.parent)
+        fsync_dir(root_fd)
         if emit:
             emit(ProbeEvent("dir-synced", session_dir, None, durable=durable))
+    _empty(dir_fd, keep=LOCK_NAME)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(LOCK_NAME, dir_fd=dir_fd)
+    with contextlib.suppress(FileNotFoundError, OSError):
+        os.rmdir(tombstone, dir_fd=root_fd)
+    _sweep_tombstones(root_fd)
+
+
+def _sweep_tombstones(root_fd: int) -> None:
+    """Remove what killed deletes left behind (their sessions were already gone)."""
+    with os.scandir(root_fd) as entries:
+        stale = [
+            entry.name
+            for entry in entries
+            if entry.name[0] == "." and is_tombstone_name(entry.name)
+        ]
+    for name in stale:
+        with contextlib.suppress(OSError):
+            _remove_tree_at(root_fd, name)

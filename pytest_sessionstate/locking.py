@@ -1,71 +1,64 @@
-"""The session lock: exclusive across processes and threads, re-entrant per thread.
+"""The session lock: exclusive across processes and threads, re-entrant per owner.
+
+This module is a lock and nothing else; what a session is (its directory, its
+lock file, creation and deletion) is the state manager's business.
 
 How the pieces fit, and why:
 
-* Between processes, an OS lock on ``<session>/.lock``: ``flock`` on POSIX, one
-  byte of ``LockFileEx`` on Windows.  The kernel drops it the moment its holder
-  dies, so a SIGKILLed holder never blocks the next acquirer, and the file is
-  never unlinked on release (unlinking lets two processes lock two different
-  inodes: filelock #27, #574).
+* Between processes, an OS lock on the session's lock file: ``flock`` on POSIX,
+  one byte of ``LockFileEx`` on Windows.  The kernel drops it the moment its
+  holder dies, so a SIGKILLed holder never blocks the next acquirer, and the
+  file is never unlinked on release (unlinking lets two processes lock two
+  different inodes: filelock #27, #574).
 * The single non-blocking attempt and the release go through filelock's
-  ``lock_descriptor`` / ``unlock_descriptor``, which give us the native primitive
-  of each platform (and its errno handling) over a descriptor we own.
-* We complement filelock where its ``FileLock`` does not serve: its timeouts
-  are a poll loop (a 50 ms default poll costs throughput and tail latency under
-  contention) measured with ``time.perf_counter``, which freezegun freezes, so a
-  frozen test could hang.  On POSIX a contended wait is a blocking ``flock`` in a
-  helper thread (the kernel queues waiters and wakes one on release), while the
-  caller waits for it with its deadline on a real monotonic clock; on timeout the
-  helper is abandoned and lets go of the lock as soon as it gets it.  Elsewhere
-  the non-blocking attempt is polled against the same real deadline.
-* Between threads of one process, a ``threading.Lock`` per session in front of
-  the OS lock, and re-entrancy by owner thread and count, shared by every
-  :class:`~pytest_sessionstate.StateManager` of the session in this process.
-* Each :class:`SessionLock` keeps its lock file open (unlocked) between
-  acquisitions, which saves an ``open`` and a ``close`` per acquisition: one
-  descriptor per session in use in the process, closed when its last
-  :class:`~pytest_sessionstate.StateManager` is gone, and in forked children.
-* A lock file may be deleted along with its session (``delete()``) while others
-  wait on it; after acquiring, the holder checks that its descriptor still is
-  the file at the path, and starts over if not.
+  ``lock_descriptor`` / ``unlock_descriptor``, the native primitive of each
+  platform over a descriptor we own.
+* filelock's ``FileLock`` polls, and measures its timeout with
+  ``time.perf_counter``, which freezegun freezes.  Here a contended wait is a
+  blocking ``flock`` in a pooled helper thread (the kernel queues waiters and
+  wakes one on release), while the caller waits for it with its deadline on a
+  real monotonic clock.  A wait that ends early (timeout, or any exception:
+  KeyboardInterrupt, a signal handler's error) *abandons* the helper: the next
+  acquisition in this process adopts it, and if the lock is granted while
+  nobody wants it the helper lets go at once.
+* Between threads (or asyncio tasks, see ``owner``) of one process, a
+  ``threading.Lock`` per session in front of the OS lock, and re-entrancy by
+  owner and count.  One :class:`SessionLock` per session *directory*, found by
+  its ``(st_dev, st_ino)``: every path to it (a symlinked root, a bind mount)
+  reaches the same lock, so a nested acquisition never deadlocks on itself.
+* Descriptors: every lock file descriptor is tracked; a forked child closes the
+  ones it inherited (without unlocking: the parent's locks stay the parent's),
+  so a child never holds, keeps or blocks a lock it did not take.  Opens and
+  closes are atomic with respect to ``fork``.  Released descriptors are kept
+  open for reuse (an ``open`` and a ``close`` saved per acquisition), but only
+  for the :data:`MAX_IDLE` sessions used last: any number of live
+  :class:`~pytest_sessionstate.StateManager` objects works under a low
+  ``ulimit -n``.
 """
 
 from __future__ import annotations
 
 import _thread
 import contextlib
-import errno
 import os
 import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 
-from . import fsops, probes
 from .clock import real_monotonic
-from .errors import SessionLockError, SessionValueError
-from .probes import ProbeEvent
 
 if sys.platform != "win32":  # pragma: no branch
     import fcntl
 else:  # pragma: no cover
     fcntl = None
 
-if TYPE_CHECKING:
-    from pathlib import Path
+__all__ = ["MAX_IDLE", "LockTimeout", "SessionLock", "lock_for"]
 
-__all__ = ["LockContext", "SessionLock", "lock_for"]
-
-_OPEN_FLAGS = (
-    os.O_RDWR
-    | os.O_CREAT
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_CLOEXEC", 0)
-    | getattr(os, "O_BINARY", 0)
-)
+#: How many sessions keep their released lock file open for the next acquisition.
+MAX_IDLE = 16
 
 _lock_descriptor: Callable[..., bool] | None = None
 _unlock_descriptor: Callable[[int], None] | None = None
@@ -81,55 +74,44 @@ def _filelock() -> tuple[Callable[..., bool], Callable[[int], None]]:
     return _lock_descriptor, _unlock_descriptor
 
 
-class _Timeout(Exception):
-    """Internal: the deadline passed."""
+class LockTimeout(Exception):
+    """The deadline passed before the lock was free (the caller words the error)."""
 
 
-def _open_lock_file(path: str, session_dir: str, on_created_dir: Callable[[], None] | None) -> int:
-    """Open the lock file, creating the session directory unless ``on_created_dir`` is None.
+# -- descriptors, safe across fork -----------------------------------------------------
 
-    :raises FileNotFoundError: if the session directory is missing and may not be created.
-    """
-    try:
-        return _open_no_symlink(path)
-    except FileNotFoundError:
-        if on_created_dir is None:
-            raise
-        # The session directory does not exist yet (or was just deleted).
-        os.makedirs(os.path.dirname(session_dir), mode=0o700, exist_ok=True)
-        try:
-            os.mkdir(session_dir, 0o700)
-        except FileExistsError:
-            pass
-        else:
-            on_created_dir()
-        return _open_no_symlink(path)
+_fd_mutex = _thread.allocate_lock()
+_tracked: set[int] = set()
 
 
-def _open_no_symlink(path: str) -> int:
-    """Open (or create) the lock file; a symlink in its place is refused, never followed.
-
-    :raises SessionValueError: if the lock file is a symlink (it could lead out of the root).
-    """
-    try:
-        return os.open(path, _OPEN_FLAGS, 0o600)
-    except OSError as exc:
-        if exc.errno != errno.ELOOP:
-            raise
-    raise SessionValueError(
-        f"lock file {path!r} is a symlink; refusing to follow it out of the root",
-        details={"path": path, "problem": "a symlink"},
-    )
+def open_tracked(opener: Callable[[], int]) -> int:
+    """Run ``opener`` and track the descriptor it returns (no fork in between)."""
+    with _fd_mutex:
+        fd = opener()
+        _tracked.add(fd)
+    return fd
 
 
-def _is_current(fd: int, path: str) -> bool:
-    """Whether ``fd`` is still the file at ``path`` (not deleted or replaced)."""
-    try:
-        on_disk = os.stat(path, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    held = os.fstat(fd)
-    return (held.st_ino, held.st_dev) == (on_disk.st_ino, on_disk.st_dev)
+def _close(fd: int, *, unlock: bool = True) -> None:
+    """Unlock (so no inherited copy keeps the lock) and close a tracked descriptor."""
+    if unlock and fcntl is not None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    with _fd_mutex:
+        _tracked.discard(fd)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _before_fork() -> None:
+    _fd_mutex.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _fd_mutex.release()
+
+
+# -- the hand-over from a helper thread ----------------------------------------------
 
 
 class _Flag:
@@ -168,15 +150,14 @@ class _Flag:
 class _Waiter:
     """A blocking ``flock`` in a helper thread: the kernel queues it with the other waiters.
 
-    The caller waits for it with a real deadline.  On timeout the waiter is
-    *abandoned* but stays queued: the next acquisition in this process adopts
-    it instead of queueing again; if the lock is granted while nobody wants it,
-    the helper closes the descriptor, which releases it at once.
+    The caller waits for it with a real deadline.  When the caller stops waiting
+    (timeout or exception) the waiter is *abandoned* but stays queued: the next
+    acquisition in this process adopts it instead of queueing again; if the lock
+    is granted while nobody wants it, the helper releases it at once.
 
     The helper comes from a small pool of idle threads (:func:`_submit`): under
-    contention every acquisition waits, and starting a thread for each (clone,
-    thread state, ``threading.Thread.start``'s handshake, teardown on the way
-    out while the caller wants the GIL) halved the throughput on two cores.
+    contention every acquisition waits, and starting a thread for each halved the
+    throughput on two cores.
     """
 
     __slots__ = ("_abandoned", "_closed", "_mutex", "done", "error", "fd")
@@ -198,7 +179,7 @@ class _Waiter:
         with self._mutex:
             if self._abandoned:
                 self._closed = True
-                os.close(self.fd)  # nobody wants it any more: closing releases it
+                _close(self.fd)  # nobody wants it any more: let go at once
             else:
                 self.done.set()
 
@@ -217,15 +198,6 @@ class _Waiter:
                 return False
             self._abandoned = False
             return True
-
-    def close_in_child(self) -> None:
-        """After fork: the helper thread is gone, only the inherited descriptor is left."""
-        if self._closed:
-            # The helper closed it already: the number may now be another file of the
-            # child's (a pipe, a socket...), which must not be closed under its owner.
-            return
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
 
 
 #: How long a zero-timeout attempt lets this process's own queued waiter report a grant.
@@ -282,11 +254,20 @@ def _submit(waiter: _Waiter) -> None:
         helper.assign(waiter)
 
 
+# -- the lock -------------------------------------------------------------------------
+
+#: Sessions whose released lock file is kept open, least recently used first.
+_idle: OrderedDict[SessionLock, None] = OrderedDict()
+_idle_mutex = _thread.allocate_lock()
+
+
 class SessionLock:
-    """The process-wide state of one session's lock (one instance per lock file).
+    """The process-wide state of one session directory's lock.
 
     Obtain it with :func:`lock_for`; use it through
-    :meth:`StateManager.lock() <pytest_sessionstate.StateManager.lock>`.
+    :meth:`StateManager.lock() <pytest_sessionstate.StateManager.lock>`.  The
+    caller that holds it may keep per-hold state in :attr:`dir_fd` (the session
+    directory it locked) and :attr:`delete_pending`.
     """
 
     __slots__ = (
@@ -297,179 +278,217 @@ class SessionLock:
         "_owner",
         "_pending",
         "_threads",
-        "path",
-        "session_dir",
+        "delete_pending",
+        "dir_fd",
+        "key",
+        "task",
     )
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.session_dir = os.path.dirname(path)
+    def __init__(self, key: Hashable) -> None:
+        self.key = key
         self._threads = threading.Lock()
-        self._owner: int | None = None
+        self._owner: Hashable | None = None
         self._count = 0
         self._fd = -1
-        # The lock file, open but unlocked, kept from the last release: saves an
-        # open() and a close() per acquisition (checked against the path as any fd).
         self._idle_fd = -1
-        # A waiter abandoned by a timed-out acquisition, still queued in the kernel.
+        # A waiter abandoned by an acquisition that stopped waiting, still queued.
         self._pending: _Waiter | None = None
+        #: The holder's descriptor of the session directory (-1 when free).
+        self.dir_fd = -1
+        #: Whether the holder deleted the session inside a nested block: the
+        #: directory goes when the outermost block exits.
+        self.delete_pending = False
+        #: The asyncio task that took the lock through the sync API, if any.
+        self.task: object = None
 
-    def held_by_me(self) -> bool:
-        """Whether the calling thread holds this lock."""
-        return self._owner == threading.get_ident()
+    @property
+    def fd(self) -> int:
+        """The locked descriptor of the lock file (-1 when free)."""
+        return self._fd
+
+    @property
+    def depth(self) -> int:
+        """How many times the holder has acquired it (0 when free)."""
+        return self._count
+
+    def owner(self) -> Hashable | None:
+        """Who holds it (a thread ident, or another owner token), None when free."""
+        return self._owner
 
     def acquire(
         self,
+        owner: Hashable,
         timeout: float,
-        *,
-        session_id: str,
-        session_dir: Path,
-        on_created_dir: Callable[[], None] | None,
+        open_lock_file: Callable[[], int],
+        on_wait: Callable[[], None] | None = None,
     ) -> float | None:
-        """Acquire; return the seconds waited, or None for a re-entrant acquisition.
+        """Acquire for ``owner``; return the seconds waited, or None if ``owner`` held it.
 
-        :raises SessionLockError: if the lock is not free within ``timeout`` seconds.
+        :param timeout: seconds; 0 for one attempt, negative to wait for ever.
+        :param open_lock_file: opens the lock file when no kept descriptor serves.
+        :param on_wait: called once, when the acquisition is about to wait.
+        :raises LockTimeout: if the lock is not free within ``timeout`` seconds; any
+            exception (an interrupt included) leaves nothing held.
         """
-        me = threading.get_ident()
-        if self._owner == me:
+        if self._owner == owner:
             self._count += 1
             return None
         start = real_monotonic()
         deadline = start + timeout
+        waited = False
 
-        def on_wait() -> None:
-            if probes.listeners:
-                probes.emit(ProbeEvent("lock-waiting", session_dir))
+        def waiting() -> None:
+            nonlocal waited
+            if not waited:
+                waited = True
+                if on_wait is not None:
+                    on_wait()
 
+        if not self._threads.acquire(False):
+            if timeout == 0:
+                raise LockTimeout
+            waiting()
+            wait = -1.0 if timeout < 0 else min(timeout, threading.TIMEOUT_MAX)
+            if not self._threads.acquire(True, wait):
+                raise LockTimeout
         try:
-            if not self._threads.acquire(False):
-                if timeout == 0:
-                    raise _Timeout
-                on_wait()
-                wait = -1.0 if timeout < 0 else min(timeout, threading.TIMEOUT_MAX)
-                if not self._threads.acquire(True, wait):
-                    raise _Timeout
-            try:
-                self._fd = self._os_acquire(timeout, deadline, on_wait, on_created_dir)
-            except BaseException:
-                self._threads.release()
-                raise
-        except _Timeout:
-            raise SessionLockError(
-                f"could not acquire the lock of session {session_id!r} within {timeout}s",
-                details={"session_id": session_id, "timeout": timeout, "lock_file": self.path},
-            ) from None
-        self._owner = me
-        self._count = 1
+            self._fd = self._os_acquire(timeout, deadline, open_lock_file, waiting)
+            self._owner = owner
+            self._count = 1
+        except BaseException:
+            self._threads.release()
+            raise
         return real_monotonic() - start
+
+    def _take_idle(self) -> int:
+        with _idle_mutex:
+            fd, self._idle_fd = self._idle_fd, -1
+            _idle.pop(self, None)
+        return fd
 
     def _os_acquire(
         self,
         timeout: float,
         deadline: float,
-        on_wait: Callable[[], None],
-        on_created_dir: Callable[[], None] | None,
+        open_lock_file: Callable[[], int],
+        waiting: Callable[[], None],
     ) -> int:
         """Take the OS lock (the thread lock is held); return the locked descriptor."""
         lock_descriptor, _ = _filelock()
-        waited = False
-        while True:
-            pending, self._pending = self._pending, None
-            if pending is not None and pending.adopt():
-                if not waited and not pending.done.is_set():
-                    waited = True
-                    on_wait()
-                fd = self._wait_for(pending, timeout, deadline, grace=_ADOPT_GRACE)
-            else:
-                fd, self._idle_fd = self._idle_fd, -1
-                if fd < 0:
-                    fd = _open_lock_file(self.path, self.session_dir, on_created_dir)
-                try:
-                    if not lock_descriptor(fd, blocking=False):
-                        if timeout == 0:
-                            raise _Timeout
-                        if not waited:
-                            waited = True
-                            on_wait()
-                        if fcntl is None:  # pragma: no cover - Windows
-                            _poll(lock_descriptor, fd, timeout, deadline)
-                        elif timeout < 0:
-                            fcntl.flock(fd, fcntl.LOCK_EX)
-                        else:
-                            waiter, fd = _Waiter(fd), -1  # the waiter owns it now
-                            fd = self._wait_for(waiter, timeout, deadline, grace=0.0)
-                except BaseException:
-                    if fd >= 0:
-                        os.close(fd)
-                    raise
-            if _is_current(fd, self.path):
+        pending, self._pending = self._pending, None
+        if pending is not None and pending.adopt():
+            if not pending.done.is_set():
+                waiting()
+            return self._wait_for(pending, timeout, deadline, grace=_ADOPT_GRACE)
+        fd = self._take_idle()
+        if fd < 0:
+            fd = open_tracked(open_lock_file)
+        try:
+            if lock_descriptor(fd, blocking=False):
                 return fd
-            os.close(fd)  # the session was deleted under us: lock the new file
-            if timeout > 0 and real_monotonic() > deadline:
-                raise _Timeout
+            if timeout == 0:
+                raise LockTimeout
+            waiting()
+            if fcntl is None:  # pragma: no cover - Windows
+                _poll(lock_descriptor, fd, timeout, deadline)
+                return fd
+            if timeout < 0:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # interrupted: nothing is held
+                return fd
+        except BaseException:
+            _close(fd, unlock=False)
+            raise
+        waiter = _Waiter(fd)  # the waiter owns the descriptor now
+        return self._wait_for(waiter, timeout, deadline, grace=0.0)
 
     def _wait_for(self, waiter: _Waiter, timeout: float, deadline: float, *, grace: float) -> int:
-        """Wait for ``waiter`` until the deadline; keep it pending on timeout."""
-        if timeout < 0:
-            seconds: float | None = None
-        else:
-            seconds = min(max(deadline - real_monotonic(), grace), threading.TIMEOUT_MAX)
-        if not waiter.done.wait(seconds) and waiter.abandon():
+        """Wait for ``waiter`` until the deadline; keep it pending if we stop waiting."""
+        try:
+            if timeout < 0:
+                granted = waiter.done.wait(None)
+            else:
+                seconds = min(max(deadline - real_monotonic(), grace), threading.TIMEOUT_MAX)
+                granted = waiter.done.wait(seconds)
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, a signal handler's exception...): never
+            # leave a grant behind that nobody will release.
+            if waiter.abandon():
+                self._pending = waiter
+            else:
+                _close(waiter.fd)
+            raise
+        if not granted and waiter.abandon():
             self._pending = waiter
-            raise _Timeout
+            raise LockTimeout
         if waiter.error is not None:  # pragma: no cover
-            os.close(waiter.fd)
+            _close(waiter.fd, unlock=False)
             raise waiter.error
         return waiter.fd
 
-    def release(self) -> bool:
+    def release(self, owner: Hashable, *, keep_fd: bool = True) -> bool:
         """Release one level; True if the lock is now free.
 
-        :raises RuntimeError: if the calling thread does not hold the lock.
+        :param keep_fd: keep the lock file open for the next acquisition (False when
+            it is known to be stale: deleted or replaced).
+        :raises RuntimeError: if ``owner`` does not hold the lock.
         """
-        if self._owner != threading.get_ident():
-            raise RuntimeError(f"the lock {self.path!r} is not held by this thread")
+        if self._owner != owner:
+            raise RuntimeError(f"the lock {self.key!r} is not held by {owner!r}")
         self._count -= 1
         if self._count:
             return False
         fd, self._fd, self._owner = self._fd, -1, None
+        self.dir_fd = -1
+        self.delete_pending = False
+        self.task = None
         try:
             _, unlock_descriptor = _filelock()
             try:
                 unlock_descriptor(fd)
             except BaseException:
-                os.close(fd)  # closing releases the lock in any case
+                _close(fd, unlock=False)  # closing releases the lock in any case
                 raise
-            if self._idle_fd < 0:
-                self._idle_fd = fd
-            else:  # pragma: no cover - only one descriptor is ever idle
-                os.close(fd)
+            if keep_fd:
+                self._keep_idle(fd)
+            else:
+                _close(fd, unlock=False)
         finally:
             self._threads.release()
         return True
 
+    def _keep_idle(self, fd: int) -> None:
+        evicted: list[int] = []
+        with _idle_mutex:
+            if self._idle_fd >= 0:  # pragma: no cover - only one descriptor is ever idle
+                evicted.append(self._idle_fd)
+            self._idle_fd = fd
+            _idle[self] = None
+            _idle.move_to_end(self)
+            while len(_idle) > MAX_IDLE:
+                oldest, _ = _idle.popitem(last=False)
+                if oldest._idle_fd >= 0:
+                    evicted.append(oldest._idle_fd)
+                    oldest._idle_fd = -1
+        for old in evicted:
+            _close(old, unlock=False)
+
     def __del__(self) -> None:
         fd, self._idle_fd = self._idle_fd, -1
         if fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            # At interpreter exit the module's globals may be gone already.
+            with contextlib.suppress(Exception):
+                _close(fd, unlock=False)
 
     def _forget_after_fork(self) -> None:
-        # A forked child inherits the parent's descriptors, and with them the flock:
-        # close ours (without unlocking: that would free the parent's lock too).
-        if self._fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-        if self._idle_fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self._idle_fd)
-        if self._pending is not None:
-            self._pending.close_in_child()
+        # The child's copies of our descriptors are closed by _after_fork_in_child.
         self._idle_fd = -1
         self._fd = -1
+        self.dir_fd = -1
         self._pending = None
         self._owner = None
         self._count = 0
+        self.delete_pending = False
+        self.task = None
         self._threads = threading.Lock()
 
 
@@ -480,113 +499,53 @@ def _poll(
     delay = 0.001
     while not lock_descriptor(fd, blocking=False):
         if timeout > 0 and real_monotonic() + delay > deadline:
-            raise _Timeout
+            raise LockTimeout
         time.sleep(delay)
         delay = min(delay * 2, 0.02)
 
 
-_registry: weakref.WeakValueDictionary[str, SessionLock] = weakref.WeakValueDictionary()
+_registry: weakref.WeakValueDictionary[Hashable, SessionLock] = weakref.WeakValueDictionary()
 _registry_lock = threading.Lock()
 
 
-def lock_for(lock_file: str) -> SessionLock:
-    """The process's :class:`SessionLock` of ``lock_file`` (a resolved path)."""
-    lock = _registry.get(lock_file)
+def lock_for(key: Hashable) -> SessionLock:
+    """The process's :class:`SessionLock` of the session directory ``key``
+    (its ``(st_dev, st_ino)``)."""
+    lock = _registry.get(key)
     if lock is None:
         with _registry_lock:
-            lock = _registry.get(lock_file)
+            lock = _registry.get(key)
             if lock is None:
-                lock = SessionLock(lock_file)
-                _registry[lock_file] = lock
+                lock = SessionLock(key)
+                _registry[key] = lock
     return lock
 
 
+def existing_lock(key: Hashable) -> SessionLock | None:
+    """The :class:`SessionLock` of ``key`` if this process has one (nothing is made)."""
+    return _registry.get(key)
+
+
 def _after_fork_in_child() -> None:
-    global _registry_lock, _pool_lock
+    global _registry_lock, _pool_lock, _idle_mutex, _fd_mutex
+    inherited = list(_tracked)
+    _tracked.clear()
+    for fd in inherited:  # not unlocked: the parent's locks stay the parent's
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _fd_mutex = _thread.allocate_lock()
     _registry_lock = threading.Lock()
     _pool_lock = _thread.allocate_lock()
+    _idle_mutex = _thread.allocate_lock()
     _idle_helpers.clear()  # their threads did not survive the fork
+    _idle.clear()
     for lock in list(_registry.values()):
         lock._forget_after_fork()
 
 
 if hasattr(os, "register_at_fork"):  # pragma: no branch
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-class LockContext:
-    """What :meth:`StateManager.lock` returns: a context manager over the session lock."""
-
-    __slots__ = ("_discard_new", "_lock", "_manager", "_missing", "_timeout", "created_dir")
-
-    def __init__(
-        self,
-        manager: Any,
-        lock: SessionLock,
-        timeout: float,
-        *,
-        missing: Callable[[], BaseException] | None = None,
-        discard_new: bool = False,
-    ) -> None:
-        self._manager = manager
-        self._lock = lock
-        self._timeout = timeout
-        # None: create the session directory if needed.  Otherwise the session must
-        # exist, and ``missing()`` is raised if it does not (nothing is created).
-        self._missing = missing
-        # True: if the block fails on a session that entering created, remove the
-        # session again before releasing, so a failed first write leaves nothing.
-        self._discard_new = discard_new
-        #: Whether entering created the session directory (the session is new).
-        self.created_dir = False
-
-    def _discard_if_new(self) -> None:
-        if self._discard_new and self.created_dir:
-            fsops.remove_new_session(self._manager.session_dir, os.path.basename(self._lock.path))
-
-    def _on_created_dir(self) -> None:
-        self.created_dir = True
-        self._manager._on_created_dir()
-
-    def __enter__(self) -> None:
-        manager = self._manager
-        missing = self._missing
-        try:
-            waited = self._lock.acquire(
-                self._timeout,
-                session_id=manager.session_id,
-                session_dir=manager.session_dir,
-                on_created_dir=self._on_created_dir if missing is None else None,
-            )
-        except FileNotFoundError:
-            if missing is None:
-                raise
-            raise missing() from None
-        if waited is not None and probes.listeners:
-            try:
-                probes.emit(
-                    ProbeEvent(
-                        "lock-acquired",
-                        manager.session_dir,
-                        waited=waited,
-                        durable=manager.settings.durable,
-                    )
-                )
-            except BaseException:
-                self._discard_if_new()
-                self._lock.release()  # the block will not run: do not leak the lock
-                raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is not None:
-            self._discard_if_new()
-        if self._lock.release() and probes.listeners:
-            manager = self._manager
-            probes.emit(
-                ProbeEvent("lock-released", manager.session_dir, durable=manager.settings.durable)
-            )
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )

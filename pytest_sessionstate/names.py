@@ -12,7 +12,13 @@ from typing import Any
 
 from .errors import SessionValueError
 
-__all__ = ["MAX_NAME_LENGTH", "WINDOWS_RESERVED_NAMES", "is_valid_name", "validate_name"]
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "WINDOWS_RESERVED_NAMES",
+    "exact_str",
+    "is_valid_name",
+    "validate_name",
+]
 
 #: The longest id or filename accepted (a single path component on most filesystems).
 MAX_NAME_LENGTH = 255
@@ -23,6 +29,8 @@ WINDOWS_RESERVED_NAMES = frozenset(
     + [f"COM{i}" for i in range(1, 10)]
     + [f"LPT{i}" for i in range(1, 10)]
 )
+
+_SHOWN = frozenset({str, bytes, int, float, bool, type(None), list, tuple, dict})
 
 _ALLOWED = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -43,21 +51,37 @@ def _problem(name: object) -> str | None:
     return None
 
 
+def exact_str(value: str) -> str:
+    """An exact ``str`` copy of ``value``: a subclass's own methods (``__str__``,
+    ``__eq__``, ``__hash__``, ``startswith``...) never get a say in a path or a key."""
+    return value if type(value) is str else str.__str__(value)
+
+
 def is_valid_name(name: object) -> bool:
     """Whether ``name`` is acceptable as a session id or a filename."""
+    if isinstance(name, str):
+        name = exact_str(name)
     return _problem(name) is None
 
 
 def validate_name(name: Any, kind: str = "name") -> str:
-    """Return ``name`` if it is a valid session id or filename.
+    """Return ``name``, as an exact ``str``, if it is a valid session id or filename.
+
+    A ``str`` subclass is validated and returned as a plain ``str`` copy: use the
+    returned value, never the argument, so that the subclass's methods cannot make
+    the checked name and the used one differ.
 
     :param kind: what the name is (``"session id"``, ``"filename"``), for the message.
     :raises SessionValueError: naming the rule that ``name`` breaks.
     """
+    if isinstance(name, str):
+        name = exact_str(name)
     problem = _problem(name)
     if problem is not None:
+        # Only builtins are shown by their repr: a user object's __repr__ may lie or raise.
+        shown = repr(name) if type(name) in _SHOWN else f"<{type(name).__name__} object>"
         raise SessionValueError(
-            f"invalid {kind} {name!r}: {problem}",
-            details={"kind": kind, "value": repr(name), "problem": problem},
+            f"invalid {kind} {shown}: {problem}",
+            details={"kind": kind, "value": shown, "problem": problem},
         )
     return name  # type: ignore[no-any-return]

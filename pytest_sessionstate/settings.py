@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Union
 
 from .errors import SessionValueError
-from .names import validate_name
+from .names import exact_str, validate_name
 
 __all__ = [
     "ROOT_ENV_VAR",
@@ -34,6 +34,32 @@ __all__ = [
 ROOT_ENV_VAR = "SESSIONSTATE_ROOT"
 
 StrPath = Union[str, "os.PathLike[str]"]
+
+
+_SHOWN = frozenset({str, bytes, bool, type(None), list, tuple, dict, complex})
+
+
+def to_seconds(value: object, name: str) -> float:
+    """A timeout in seconds as a float; an int too large for a float is infinite.
+
+    :raises SessionValueError: if ``value`` is not an int or float (bools refused),
+        or is NaN.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        # Only builtins are shown by their repr: a user object's __repr__ may lie or raise.
+        shown = repr(value) if type(value) in _SHOWN else type(value).__name__
+        raise SessionValueError(
+            f"{name} must be a number of seconds, not {shown}", details={name: shown}
+        )
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond the float range: as good as for ever
+        seconds = math.inf if value > 0 else -math.inf
+    if math.isnan(seconds):
+        raise SessionValueError(
+            f"{name} must be a number of seconds, not nan", details={name: "nan"}
+        )
+    return seconds
 
 
 def default_root() -> Path:
@@ -68,21 +94,13 @@ class Settings:
             raise SessionValueError(
                 f"root must be a non-empty path, not {root!r}", details={"root": repr(root)}
             )
-        if (
-            isinstance(lock_timeout, bool)
-            or not isinstance(lock_timeout, (int, float))
-            or math.isnan(lock_timeout)
-        ):
-            raise SessionValueError(
-                f"lock_timeout must be a number of seconds, not {lock_timeout!r}",
-                details={"lock_timeout": repr(lock_timeout)},
-            )
+        seconds = to_seconds(lock_timeout, "lock_timeout")
         if not isinstance(durable, bool):
             raise SessionValueError(
                 f"durable must be a bool, not {durable!r}", details={"durable": repr(durable)}
             )
-        self._root = Path(os.path.abspath(os.path.expanduser(os.fspath(root))))
-        self._lock_timeout = float(lock_timeout)
+        self._root = Path(os.path.abspath(os.path.expanduser(exact_str(os.fspath(root)))))
+        self._lock_timeout = seconds
         self._durable = durable
 
     @property
@@ -125,7 +143,7 @@ class Settings:
         :raises SessionValueError: if the id is invalid, or the session's path is a
             symlink (it could lead out of the root).
         """
-        validate_name(session_id, "session id")
+        session_id = validate_name(session_id, "session id")
         path = self._root / session_id
         if path.is_symlink():
             raise SessionValueError(
@@ -164,6 +182,10 @@ def _rebuild(root: str, lock_timeout: float, durable: bool) -> Settings:
 settings = Settings(os.environ.get(ROOT_ENV_VAR) or default_root())
 
 _active: Settings | None = None
+# The open use_settings() blocks, oldest first: (token, settings).  Each block
+# removes its own entry on exit, so blocks that overlap without nesting (in two
+# threads) still leave the settings as they were before the first.
+_blocks: list[tuple[object, Settings]] = []
 _active_lock = threading.Lock()
 
 
@@ -177,18 +199,26 @@ def current_settings() -> Settings:
 def use_settings(new: Settings) -> Iterator[Settings]:
     """Make ``new`` the settings in force for the block, in every thread of the process.
 
-    Nested blocks restore the settings they replaced on exit, also on exception.
+    The latest block still open is in force.  Nested blocks restore the settings
+    they replaced on exit, also on exception; blocks that overlap without nesting
+    (two threads) each withdraw only their own, so when every block has exited the
+    settings are what they were before the first.
 
     :raises TypeError: if ``new`` is not a :class:`Settings`.
     """
     global _active
     if not isinstance(new, Settings):
         raise TypeError(f"use_settings() takes a Settings, not {type(new).__name__}")
+    token = object()
     with _active_lock:
-        previous = _active
+        _blocks.append((token, new))
         _active = new
     try:
         yield new
     finally:
         with _active_lock:
-            _active = previous
+            for index, (owner, _) in enumerate(_blocks):
+                if owner is token:
+                    del _blocks[index]
+                    break
+            _active = _blocks[-1][1] if _blocks else None

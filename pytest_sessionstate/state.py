@@ -9,9 +9,8 @@ raises a clear error before anything on disk is touched.
 from __future__ import annotations
 
 import copy
-import math
 import os
-import stat
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,30 +20,18 @@ from . import codec, fsops, probes
 from .dotpath import Path as DotPath
 from .dotpath import _apply, _normalize_updates
 from .errors import SessionNotFoundError, SessionValueError
-from .locking import LockContext, SessionLock, lock_for
+from .lockcontext import LockContext
+from .locking import existing_lock
 from .names import is_valid_name, validate_name
 from .probes import ProbeEvent
-from .settings import Settings, current_settings
+from .settings import Settings, current_settings, to_seconds
 
 __all__ = ["LOCK_FILENAME", "StateManager", "get_session_or_raise", "list_sessions"]
 
 #: Name of the lock file inside each session directory.
-LOCK_FILENAME = ".lock"
+LOCK_FILENAME = fsops.LOCK_NAME
 
 JSONObject = dict[str, Any]
-
-
-def _check_timeout(timeout: object) -> float:
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
-        or (isinstance(timeout, float) and math.isnan(timeout))
-    ):
-        raise SessionValueError(
-            f"timeout must be a number of seconds or None, not {timeout!r}",
-            details={"timeout": repr(timeout)},
-        )
-    return float(timeout)
 
 
 class StateManager:
@@ -55,40 +42,26 @@ class StateManager:
         (:func:`~pytest_sessionstate.use_settings`, else the module default).
     :raises SessionValueError: if the id is invalid or its path is a symlink.
 
-    Making a StateManager touches nothing on disk; the session directory is
-    created by the first write.
+    Making a StateManager touches nothing on disk and keeps no descriptor open;
+    the session directory is created by the first write.  Every operation
+    reaches the session through directory descriptors, never through a symlink.
     """
 
-    __slots__ = ("_lock", "lock_file", "session_dir", "session_id", "settings")
+    __slots__ = ("lock_file", "session_dir", "session_id", "settings")
 
     def __init__(self, session_id: str, *, settings: Settings | None = None) -> None:
         if settings is not None and not isinstance(settings, Settings):
             raise TypeError(f"settings must be a Settings, not {type(settings).__name__}")
         self.settings: Settings = settings if settings is not None else current_settings()
+        session_id = validate_name(session_id, "session id")  # an exact str from here on
         self.session_dir: Path = self.settings.get_session_path(session_id)
         self.session_id: str = session_id
         self.lock_file: Path = self.session_dir / LOCK_FILENAME
-        self._lock: SessionLock | None = None
 
     def __repr__(self) -> str:
         return f"StateManager({self.session_id!r}, settings={self.settings!r})"
 
     # -- locking -----------------------------------------------------------------
-
-    def _session_lock(self) -> SessionLock:
-        lock = self._lock
-        if lock is None:
-            # One SessionLock per real file, whatever path spelling reaches it.  Only the
-            # directory is resolved: a symlinked lock file must not lead out of the root.
-            real_dir = os.path.realpath(self.session_dir)
-            lock = self._lock = lock_for(os.path.join(real_dir, LOCK_FILENAME))
-        return lock
-
-    def _on_created_dir(self) -> None:
-        if self.settings.durable:
-            fsops.fsync_dir(self.session_dir.parent)
-        if probes.listeners:
-            probes.emit(ProbeEvent("dir-created", self.session_dir, durable=self.settings.durable))
 
     def lock(self, timeout: float | None = None) -> LockContext:
         """Hold the session's exclusive lock for a ``with`` block.
@@ -97,54 +70,79 @@ class StateManager:
             a single attempt, a negative number to wait forever.  Measured on a real
             clock, also under freezegun.
         :raises SessionLockError: if the lock is not acquired in time; its ``details``
-            hold ``session_id`` and ``timeout``.
+            hold ``session_id``, ``timeout`` and ``root``.
 
         Excludes other processes and other threads; re-entrant for the thread that
-        holds it, through any StateManager of the session.  Creates the session
-        directory if needed.
+        holds it, through any StateManager of the session (any path to it).
+        Creates the session directory if needed.  In async code use
+        :class:`~pytest_sessionstate.AsyncStateManager`: a second asyncio task of the
+        same thread entering this lock gets a :class:`SessionLockError`.
         """
-        seconds = self.settings.lock_timeout if timeout is None else _check_timeout(timeout)
-        return LockContext(self, self._session_lock(), seconds)
+        seconds = self.settings.lock_timeout if timeout is None else to_seconds(timeout, "timeout")
+        return LockContext(self, seconds)
 
     def _lock_creating(self) -> LockContext:
         """``lock()`` for a write that may create the session: if the write fails on a
         session that entering the lock created, the session is removed again, so a
         failed write leaves no empty session behind."""
-        return LockContext(self, self._session_lock(), self.settings.lock_timeout, discard_new=True)
+        return LockContext(self, self.settings.lock_timeout, discard_new=True)
 
     def _lock_existing(self, filename: str | None) -> LockContext:
         """``lock()`` for an operation on what exists: a missing session is not created
         but reported as :class:`SessionNotFoundError` (for ``filename``)."""
         return LockContext(
-            self,
-            self._session_lock(),
-            self.settings.lock_timeout,
-            missing=lambda: self._not_found(filename),
+            self, self.settings.lock_timeout, missing=lambda: self._not_found(filename)
         )
+
+    def _open_dir(self) -> int | None:
+        """A descriptor of the session directory (None if the session does not exist),
+        reached from the root without following a symlink."""
+        try:
+            root_fd = fsops.open_root(str(self.settings.root), create=False)
+        except FileNotFoundError:
+            return None
+        try:
+            return fsops.open_session(
+                root_fd, self.session_id, str(self.session_dir), create=False
+            )[0]
+        except FileNotFoundError:
+            return None
+        finally:
+            os.close(root_fd)
 
     # -- reading -------------------------------------------------------------------
 
     def _not_found(self, filename: str | None) -> SessionNotFoundError:
+        root = str(self.settings.root)
         if filename is None:
             return SessionNotFoundError(
-                f"session not found: {self.session_id!r}", details={"session_id": self.session_id}
+                f"session not found: {self.session_id!r} (root {root!r})",
+                details={"session_id": self.session_id, "root": root},
             )
         return SessionNotFoundError(
-            f"file not found: {filename!r} in session {self.session_id!r}",
-            details={"session_id": self.session_id, "filename": filename},
+            f"file not found: {filename!r} in session {self.session_id!r} (root {root!r})",
+            details={"session_id": self.session_id, "filename": filename, "root": root},
         )
 
-    def _read(self, filename: str) -> JSONObject:
-        return self._read_checked(filename)[0]
+    def _read(self, filename: str, dir_fd: int = -1) -> JSONObject:
+        return self._read_checked(filename, dir_fd)[0]
 
-    def _read_checked(self, filename: str) -> tuple[JSONObject, bool]:
-        """The document, and whether it is pure JSON (see :func:`codec.decode_checked`)."""
-        try:
-            data = fsops.read_file(self.session_dir, filename)
-        except FileNotFoundError:
-            raise self._not_found(filename) from None
-        except NotADirectoryError:
-            raise self._not_found(filename) from None
+    def _read_checked(self, filename: str, dir_fd: int = -1) -> tuple[JSONObject, bool]:
+        """The document, and whether it is pure JSON (see :func:`codec.decode_checked`).
+
+        :param dir_fd: the locked session directory; -1 to open it (a lock-free read).
+        """
+        path = os.path.join(self.session_dir, filename)
+        if dir_fd >= 0:
+            data = self._read_at(dir_fd, filename, path)
+        else:
+            opened = self._open_dir()
+            if opened is None:
+                raise self._not_found(filename)
+            try:
+                data = self._read_at(opened, filename, path)
+            finally:
+                os.close(opened)
         document, pure = codec.decode_checked(data, source=f"{self.session_id}/{filename}")
         if probes.listeners:
             probes.emit(
@@ -152,19 +150,30 @@ class StateManager:
             )
         return document, pure
 
+    def _read_at(self, dir_fd: int, filename: str, path: str) -> bytes:
+        try:
+            return fsops.read_file(dir_fd, filename, path)
+        except FileNotFoundError:
+            raise self._not_found(filename) from None
+
     def read_json(self, filename: str) -> JSONObject:
         """Return the JSON object stored in ``filename``.
 
         :raises SessionNotFoundError: if the file does not exist.
         :raises SessionCorruptError: if it is not valid UTF-8 JSON or not an object.
+        :raises SessionValueError: if it is not a regular file (a symlink, a FIFO, a
+            directory...), or the session path is not a directory.
         """
-        validate_name(filename, "filename")
+        filename = validate_name(filename, "filename")
         return self._read(filename)
 
     # -- writing -------------------------------------------------------------------
 
-    def _write(self, filename: str, data: bytes) -> None:
-        fsops.write_file(self.session_dir, filename, data, durable=self.settings.durable)
+    def _write(self, held: LockContext, filename: str, data: bytes) -> None:
+        held.lock.delete_pending = False  # a write after delete() makes the session anew
+        fsops.write_file(
+            held.dir_fd, self.session_dir, filename, data, durable=self.settings.durable
+        )
 
     def write_json(self, filename: str, data: Mapping[str, Any]) -> None:
         """Replace ``filename`` with ``data``, atomically and (by default) durably.
@@ -177,12 +186,13 @@ class StateManager:
         :raises SessionLockError: if the lock is not acquired in time.
         :raises OSError: if the disk fails; the previous document is intact.
         """
-        validate_name(filename, "filename")
+        filename = validate_name(filename, "filename")
         if isinstance(data, Mapping) and not isinstance(data, dict):
             data = dict(data)  # any Mapping is an object (MappingProxyType, UserDict...)
         encoded = codec.encode(data)
-        with self._lock_creating():
-            self._write(filename, encoded)
+        held = self._lock_creating()
+        with held:
+            self._write(held, filename, encoded)
 
     def update_json(self, filename: str, updates: Mapping[DotPath, Any]) -> JSONObject:
         """Apply dot-path ``updates`` to ``filename`` under one lock; return the new document.
@@ -195,16 +205,17 @@ class StateManager:
         :raises SessionValueError: for a malformed path, a path through a value that is
             not an object, or a value that is not JSON; the file is unchanged.
         """
-        validate_name(filename, "filename")
+        filename = validate_name(filename, "filename")
         parsed = _normalize_updates(updates)
-        with self._lock_existing(filename):
-            document, pure = self._read_checked(filename)
+        held = self._lock_existing(filename)
+        with held:
+            document, pure = self._read_checked(filename, held.dir_fd)
             document = _apply(document, parsed)
             # A pure document stays pure if the new values are: then only they need the
             # validation pass (on a large document it costs more than all the rest).
             # Otherwise the whole document is validated, naming the culprit's full path.
             validated = pure and all(codec.find_invalid(value) is None for _, value in parsed)
-            self._write(filename, codec.encode(document, validated=validated))
+            self._write(held, filename, codec.encode(document, validated=validated))
         return document
 
     @contextmanager
@@ -221,63 +232,93 @@ class StateManager:
         :raises SessionValueError: if the dict is no longer JSON at exit; nothing is
             written.
         """
-        validate_name(filename, "filename")
+        filename = validate_name(filename, "filename")
         if default is not None and not isinstance(default, Mapping):
             raise SessionValueError(
                 f"default must be a JSON object, not {type(default).__name__}",
                 details={"type": type(default).__name__},
             )
-        with self._lock_creating() if default is not None else self._lock_existing(filename):
+        held = self._lock_creating() if default is not None else self._lock_existing(filename)
+        with held:
             try:
-                document = self._read(filename)
+                document = self._read(filename, held.dir_fd)
             except SessionNotFoundError:
                 if default is None:
                     raise
                 document = copy.deepcopy(dict(default))
             yield document
-            self._write(filename, codec.encode(document))
+            self._write(held, filename, codec.encode(document))
 
     # -- the session as a whole -----------------------------------------------------
 
     def exists(self, filename: str | None = None) -> bool:
-        """Whether the session (or one of its files) exists."""
-        if filename is None:
-            return self.session_dir.is_dir()
-        validate_name(filename, "filename")
-        try:  # lstat: a symlink is not a session file (it could lead out of the root)
-            return stat.S_ISREG(os.lstat(self.session_dir / filename).st_mode)
-        except OSError:
+        """Whether the session (or one of its files, a regular file) exists.
+
+        Never raises for what it finds: a symlink, a FIFO or a directory in a
+        file's place, or anything but a directory at the session's path, does not
+        count as existing.
+        """
+        if filename is not None:
+            filename = validate_name(filename, "filename")
+        try:
+            dir_fd = self._open_dir()
+        except SessionValueError:
             return False
+        if dir_fd is None:
+            return False
+        try:
+            if filename is not None:
+                return fsops.entry_kind(dir_fd, filename) == "a regular file"
+            info = os.fstat(dir_fd)
+        finally:
+            os.close(dir_fd)
+        # A delete() inside this thread's nested lock block is already done for us.
+        lock = existing_lock((info.st_dev, info.st_ino))
+        return not (
+            lock is not None and lock.delete_pending and lock.owner() == threading.get_ident()
+        )
 
     def list_files(self) -> list[str]:
-        """The session's files, sorted; never the lock file, temp files or dot-files."""
+        """The session's files, sorted; never the lock file, temp files or dot-files, nor
+        anything that is not a regular file."""
         try:
-            with os.scandir(self.session_dir) as entries:
-                names = [
-                    entry.name
-                    for entry in entries
-                    if entry.is_file(follow_symlinks=False) and is_valid_name(entry.name)
-                ]
-        except (FileNotFoundError, NotADirectoryError):
+            dir_fd = self._open_dir()
+        except SessionValueError:
             return []
-        names.sort()
-        return names
+        if dir_fd is None:
+            return []
+        try:
+            return fsops.list_documents(dir_fd, is_valid_name)
+        finally:
+            os.close(dir_fd)
 
     def delete(self, filename: str | None = None) -> None:
         """Remove one file, or the whole session when ``filename`` is None, under the lock.
 
+        A whole session is renamed away first (readers see all of it or none), then
+        removed.  Inside a held :meth:`lock` block, the session is emptied at once
+        and its directory goes when the outermost block exits, so the block keeps
+        excluding others to its end; a write in the block after the delete makes
+        the session anew (and it stays).
+
         :raises SessionNotFoundError: if the file (or session) does not exist.
+        :raises SessionValueError: if ``filename`` is not a regular file.
         """
         if filename is not None:
-            validate_name(filename, "filename")
-        with self._lock_existing(filename):
-            durable = self.settings.durable
+            filename = validate_name(filename, "filename")
+        held = self._lock_existing(filename)
+        with held:
             if filename is None:
-                fsops.remove_tree(self.session_dir, LOCK_FILENAME, durable=durable)
-            else:
+                if held.lock.delete_pending:
+                    raise self._not_found(None)
+                held.remove_session()
+                return
+            try:
                 fsops.remove_file(
-                    self.session_dir, filename, durable=durable, session_id=self.session_id
+                    held.dir_fd, self.session_dir, filename, durable=self.settings.durable
                 )
+            except FileNotFoundError:
+                raise self._not_found(filename) from None
 
 
 def get_session_or_raise(session_id: str, *, settings: Settings | None = None) -> StateManager:
@@ -293,7 +334,11 @@ def get_session_or_raise(session_id: str, *, settings: Settings | None = None) -
 
 
 def list_sessions(*, settings: Settings | None = None) -> list[str]:
-    """The ids of the sessions under the root, sorted (an absent root has none)."""
+    """The ids of the sessions under the root, sorted (an absent root has none).
+
+    Only real directories count: never a symlink, a file, a tombstone of a
+    deleted session or anything else whose name is not a valid id.
+    """
     root = (settings if settings is not None else current_settings()).root
     try:
         with os.scandir(root) as entries:

@@ -146,28 +146,38 @@ def trace(tmp_path, durable):
     return root / "s1", calls
 
 
+def session_dir_fds(calls):
+    """Indexes and results of the opens of the session directory (relative to the root)."""
+    return {
+        index: result
+        for index, (name, args, result) in enumerate(calls)
+        if name == "openat" and '"s1"' in args and "O_DIRECTORY" in args and "O_NOFOLLOW" in args
+    }
+
+
 def write_sequences(session_dir, calls):
-    """For each rename of a temp file onto a.json: the calls from its creation to the next."""
+    """For each rename of a temp file onto a.json: the temp's name, (index of its creation,
+    its descriptor), the index of the rename, and the directory descriptor it used."""
     sequences = []
     opened = {}
+    dirs = set(session_dir_fds(calls).values())
     for index, (name, args, result) in enumerate(calls):
         if name == "openat" and ".a.json." in args and "O_CREAT" in args and "O_EXCL" in args:
             opened[args.split('"')[1]] = (index, result)
-        if name.startswith("rename") and f'"{session_dir}/a.json"' in args:
+        if name.startswith("rename") and args.endswith('"a.json"'):
+            dir_fd = int(args.split(",")[0])
+            assert dir_fd in dirs, f"renamed relative to {dir_fd}, not the session directory"
             temp = args.split('"')[1]
-            sequences.append((temp, opened[temp], index))
+            sequences.append((temp, opened[temp], index, dir_fd))
     return sequences
 
 
-def dir_fsync_after(session_dir, calls, start):
-    """Whether the session directory is opened and fsynced after ``start``."""
-    fds = set()
-    for name, args, result in calls[start + 1 :]:
-        if name == "openat" and f'"{session_dir}"' in args and "O_DIRECTORY" in args:
-            fds.add(result)
-        elif name == "fsync" and int(args) in fds:
+def dir_fsync_after(dir_fd, calls, start):
+    """Whether the session directory (``dir_fd``) is fsynced after ``start``."""
+    for name, args, _ in calls[start + 1 :]:
+        if name == "fsync" and int(args) == dir_fd:
             return True
-        elif name.startswith("rename"):
+        if name.startswith("rename"):
             return False  # the next write began before any directory fsync
     return False
 
@@ -177,11 +187,11 @@ def test_strace_shows_fsync_before_rename_and_directory_fsync_after(tmp_path):
     session_dir, calls = trace(tmp_path, durable=True)
     sequences = write_sequences(session_dir, calls)
     assert len(sequences) == 3, calls
-    for temp, (opened_at, fd), renamed_at in sequences:
+    for temp, (opened_at, fd), renamed_at, dir_fd in sequences:
         between = calls[opened_at + 1 : renamed_at]
         assert ("fsync", str(fd), 0) in between, f"{temp} was renamed without an fsync"
-        assert dir_fsync_after(session_dir, calls, renamed_at), "no directory fsync"
-        assert not os.path.exists(temp)
+        assert dir_fsync_after(dir_fd, calls, renamed_at), "no directory fsync"
+        assert not os.path.exists(session_dir / temp)
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")

@@ -98,7 +98,11 @@ def test_file_is_indented_utf8_json_that_stdlib_reads_back(sm):
 def test_read_missing_file_and_missing_session(sm):
     with pytest.raises(SessionNotFoundError) as info:
         sm.read_json("nope.json")
-    assert info.value.details == {"session_id": "s1", "filename": "nope.json"}
+    assert info.value.details == {
+        "session_id": "s1",
+        "filename": "nope.json",
+        "root": str(sm.settings.root),
+    }
     sm.write_json("a.json", {})
     with pytest.raises(SessionNotFoundError):
         sm.read_json("nope.json")
@@ -322,7 +326,7 @@ def test_delete_the_whole_session(sm, cfg):
     assert list(cfg.root.iterdir()) == []
     with pytest.raises(SessionNotFoundError) as info:
         sm.delete()
-    assert info.value.details == {"session_id": "s1"}
+    assert info.value.details == {"session_id": "s1", "root": str(sm.settings.root)}
     with pytest.raises(SessionNotFoundError):
         sm.delete("a.json")
 
@@ -350,7 +354,7 @@ def test_delete_does_not_follow_a_symlinked_subdirectory(sm, tmp_path):
 def test_get_session_or_raise(cfg):
     with pytest.raises(SessionNotFoundError) as info:
         get_session_or_raise("s1", settings=cfg)
-    assert info.value.details == {"session_id": "s1"}
+    assert info.value.details == {"session_id": "s1", "root": str(cfg.root)}
     StateManager("s1", settings=cfg).write_json("a.json", {"v": 1})
     manager = get_session_or_raise("s1", settings=cfg)
     assert isinstance(manager, StateManager)

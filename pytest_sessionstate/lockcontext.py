@@ -1,0 +1,339 @@
+"""The session lock as the state manager holds it: find the session, lock it, check it.
+
+:class:`~pytest_sessionstate.locking.SessionLock` is a lock; this module knows
+what a session is.  Entering a :class:`LockContext`:
+
+1. opens the root, then the session directory under it without following a
+   symlink (creating it ``0700`` when the operation may create the session);
+2. finds the process's lock of that *directory* by its ``(st_dev, st_ino)``, so
+   every path to the session reaches one lock, and acquires it;
+3. checks, once it holds the lock, that the directory still is the session's
+   entry in the root and that its lock file still is ``.lock`` in it.  A delete
+   (or a swap) while it waited means the lock it holds is not the session's any
+   more: it lets go and starts over.
+
+While the lock is held, every operation goes through the directory descriptor
+kept here, so nothing that happens to the paths meanwhile can lead it elsewhere.
+
+A whole-session ``delete()`` inside a nested block empties the session at once
+but keeps the directory and its lock file until the outermost block exits, so
+the block keeps excluding everybody else to its end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from . import fsops, probes
+from .clock import real_monotonic
+from .errors import SessionLockError
+from .locking import LockTimeout, SessionLock, lock_for
+from .probes import ProbeEvent
+
+if TYPE_CHECKING:
+    from .state import StateManager
+
+__all__ = ["LockContext"]
+
+_get_ident = threading.get_ident
+
+#: Forked children count up: a block entered before a fork holds nothing after it.
+_generation = 0
+
+
+def _after_fork_in_child() -> None:
+    global _generation
+    _generation += 1
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def current_task() -> object:
+    """The running asyncio task of this thread, or None (asyncio is never imported here)."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return None
+    loop = asyncio._get_running_loop()
+    if loop is None:
+        return None
+    return asyncio.current_task(loop)
+
+
+class LockContext:
+    """What :meth:`StateManager.lock() <pytest_sessionstate.StateManager.lock>` returns:
+    a context manager holding the session's exclusive lock.
+
+    :ivar created_dir: whether entering created the session directory.
+    :ivar dir_fd: the locked session directory's descriptor, inside the block.
+    """
+
+    __slots__ = (
+        "_discard_new",
+        "_generation",
+        "_lock",
+        "_manager",
+        "_missing",
+        "_owner",
+        "_timeout",
+        "created_dir",
+        "dir_fd",
+    )
+
+    def __init__(
+        self,
+        manager: StateManager,
+        timeout: float,
+        *,
+        missing: Callable[[], BaseException] | None = None,
+        discard_new: bool = False,
+    ) -> None:
+        self._manager = manager
+        self._timeout = timeout
+        # None: create the session directory if needed.  Otherwise the session must
+        # exist, and ``missing()`` is raised if it does not (nothing is created).
+        self._missing = missing
+        # True: if the block fails on a session that entering created, remove the
+        # session again before releasing, so a failed first write leaves nothing.
+        self._discard_new = discard_new
+        self._lock: SessionLock | None = None
+        self._owner: object = None
+        self._generation = -1
+        self.created_dir = False
+        self.dir_fd = -1
+
+    @property
+    def lock(self) -> SessionLock:
+        """The held lock (inside the block).
+
+        :raises RuntimeError: outside the block.
+        """
+        if self._lock is None:
+            raise RuntimeError("this lock() block was not entered, or did not take the lock")
+        return self._lock
+
+    def _lock_error(self) -> SessionLockError:
+        manager = self._manager
+        root = str(manager.settings.root)
+        return SessionLockError(
+            f"could not acquire the lock of session {manager.session_id!r} within "
+            f"{self._timeout}s (root {root!r})",
+            details={
+                "session_id": manager.session_id,
+                "timeout": self._timeout,
+                "lock_file": str(manager.lock_file),
+                "root": root,
+            },
+        )
+
+    def __enter__(self) -> None:
+        manager = self._manager
+        timeout = self._timeout
+        owner = self._owner = _get_ident()
+        deadline = real_monotonic() + timeout
+        session_dir = manager.session_dir
+
+        def on_wait() -> None:
+            if probes.listeners:
+                probes.emit(ProbeEvent("lock-waiting", session_dir))
+
+        while True:
+            try:
+                waited = self._attempt(owner, timeout, on_wait)
+            except LockTimeout:
+                raise self._lock_error() from None
+            if waited is not False:
+                break
+            # The session moved or went while we waited: try again, within the deadline.
+            if timeout > 0:
+                timeout = deadline - real_monotonic()
+                if timeout <= 0:
+                    raise self._lock_error()
+        self._generation = _generation
+        if waited is not None and probes.listeners:
+            try:
+                probes.emit(
+                    ProbeEvent(
+                        "lock-acquired",
+                        session_dir,
+                        waited=waited,
+                        durable=manager.settings.durable,
+                    )
+                )
+            except BaseException:
+                self._leave(failed=True)  # the block will not run: do not leak the lock
+                raise
+
+    def _attempt(
+        self, owner: object, timeout: float, on_wait: Callable[[], None]
+    ) -> float | bool | None:
+        """One try: the seconds waited, None if re-entrant, False to start over."""
+        manager = self._manager
+        create = self._missing is None
+        try:
+            root_fd = fsops.open_root(str(manager.settings.root), create=create)
+        except FileNotFoundError:
+            if self._missing is None:  # pragma: no cover - open_root creates it
+                raise
+            raise self._missing() from None
+        try:
+            try:
+                dir_fd, created = fsops.open_session(
+                    root_fd, manager.session_id, str(manager.session_dir), create=create
+                )
+            except FileNotFoundError:
+                if self._missing is None:  # pragma: no cover - open_session creates it
+                    raise
+                raise self._missing() from None
+            if created:
+                self.created_dir = True
+            try:
+                waited = self._lock_dir(root_fd, dir_fd, owner, timeout, on_wait, created)
+            except BaseException:
+                os.close(dir_fd)
+                if created:
+                    self._remove_if_new(root_fd, dir_fd=-1)
+                raise
+            if waited is False or waited is None:
+                os.close(dir_fd)
+            return waited
+        finally:
+            os.close(root_fd)
+
+    def _lock_dir(
+        self,
+        root_fd: int,
+        dir_fd: int,
+        owner: object,
+        timeout: float,
+        on_wait: Callable[[], None],
+        created: bool,
+    ) -> float | bool | None:
+        manager = self._manager
+        if created:
+            if manager.settings.durable:
+                fsops.fsync_dir(root_fd)
+            if probes.listeners:
+                probes.emit(
+                    ProbeEvent("dir-created", manager.session_dir, durable=manager.settings.durable)
+                )
+        info = os.fstat(dir_fd)
+        lock = lock_for((info.st_dev, info.st_ino))
+        lock_path = str(manager.lock_file)
+        waited = lock.acquire(
+            owner, timeout, lambda: fsops.open_lock_file(dir_fd, lock_path), on_wait
+        )
+        self._lock = lock
+        if waited is None:
+            task = lock.task
+            if task is not None and task is not current_task():
+                lock.release(owner)
+                raise SessionLockError(
+                    f"the lock of session {manager.session_id!r} is held by another asyncio "
+                    "task of this thread: StateManager.lock() excludes threads, not tasks; "
+                    "use AsyncStateManager in async code",
+                    details={"session_id": manager.session_id, "timeout": self._timeout},
+                )
+            self.dir_fd = lock.dir_fd
+            return None
+        if not (
+            fsops.same_entry(root_fd, manager.session_id, info)
+            and fsops.same_entry(dir_fd, fsops.LOCK_NAME, os.fstat(lock.fd))
+        ):
+            lock.release(owner, keep_fd=False)
+            self._lock = None
+            return False
+        lock.dir_fd = self.dir_fd = dir_fd
+        lock.task = current_task()
+        return waited
+
+    def _remove_if_new(self, root_fd: int, dir_fd: int) -> None:
+        """Undo the creation of a session whose first write failed (lock held, or never
+        taken): the directory goes only if it holds nothing but its lock file."""
+        with contextlib.suppress(OSError):
+            if dir_fd >= 0:
+                if os.listdir(dir_fd) != [fsops.LOCK_NAME]:
+                    return
+                os.unlink(fsops.LOCK_NAME, dir_fd=dir_fd)
+            os.rmdir(self._manager.session_id, dir_fd=root_fd)
+
+    def _leave(self, *, failed: bool) -> bool:
+        """Release one level; at the outermost, finish what the block left pending."""
+        lock = self.lock
+        owner = self._owner
+        if self._generation != _generation:  # entered before a fork: nothing held here
+            return False
+        manager = self._manager
+        keep = True
+        if lock.depth == 1:
+            try:
+                if lock.delete_pending:
+                    keep = False
+                    self._remove_session()
+                elif failed and self._discard_new and self.created_dir:
+                    keep = False
+                    self._with_root(lambda root_fd: self._remove_if_new(root_fd, lock.dir_fd))
+            except BaseException:
+                self._release(lock, owner, keep=False)
+                raise
+        free = self._release(lock, owner, keep=keep)
+        if free and probes.listeners:
+            probes.emit(
+                ProbeEvent("lock-released", manager.session_dir, durable=manager.settings.durable)
+            )
+        return free
+
+    def _release(self, lock: SessionLock, owner: object, *, keep: bool) -> bool:
+        dir_fd = lock.dir_fd if lock.depth == 1 else -1
+        free = lock.release(owner, keep_fd=keep)
+        if free and dir_fd >= 0:
+            os.close(dir_fd)
+        return free
+
+    def _with_root(self, action: Callable[[int], None]) -> None:
+        root_fd = fsops.open_root(str(self._manager.settings.root), create=False)
+        try:
+            action(root_fd)
+        finally:
+            os.close(root_fd)
+
+    def remove_session(self) -> None:
+        """Delete the whole session: at once if this is the outermost block, else empty it
+        now and remove the directory when the outermost block exits."""
+        lock = self.lock
+        if lock.depth > 1:
+            fsops.remove_documents(lock.dir_fd, durable=self._manager.settings.durable)
+            lock.delete_pending = True
+        else:
+            lock.delete_pending = True  # removed as this block exits
+
+    def _remove_session(self) -> None:
+        manager = self._manager
+        dir_fd = self.lock.dir_fd
+
+        def remove(root_fd: int) -> None:
+            if fsops.same_entry(root_fd, manager.session_id, os.fstat(dir_fd)):
+                fsops.remove_session(
+                    root_fd,
+                    manager.session_id,
+                    dir_fd,
+                    manager.session_dir,
+                    durable=manager.settings.durable,
+                )
+
+        self._with_root(remove)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._leave(failed=exc_type is not None)
