@@ -21,6 +21,7 @@ from .settings import Settings, current_settings, settings, use_settings
 from .state import StateManager, get_session_or_raise, list_sessions
 
 if TYPE_CHECKING:
+    from .asyncstate import AsyncStateManager
     from .testing.contention import ContentionResult, ContentionSimulator
     from .testing.crash import CrashInjector, CrashReport
     from .testing.roots import MakeSession, SessionRootFactory
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncStateManager",
     "ContentionResult",
     "ContentionSimulator",
     "CrashInjector",
@@ -52,6 +54,7 @@ __all__ = [
 # The toolkit's classes, imported on first access (PEP 562) to keep
 # ``import pytest_sessionstate`` cheap for production code and for every pytest run.
 _LAZY = {
+    "AsyncStateManager": "pytest_sessionstate.asyncstate",  # asyncio costs ~50 ms to import
     "ContentionResult": "pytest_sessionstate.testing.contention",
     "ContentionSimulator": "pytest_sessionstate.testing.contention",
     "CrashInjector": "pytest_sessionstate.testing.crash",

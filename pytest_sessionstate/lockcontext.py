@@ -26,7 +26,7 @@ import contextlib
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -39,9 +39,40 @@ from .probes import ProbeEvent
 if TYPE_CHECKING:
     from .state import StateManager
 
-__all__ = ["LockContext"]
+__all__ = ["LockContext", "WouldWait", "acting_for", "current_owner", "current_task"]
 
 _get_ident = threading.get_ident
+
+# Who a thread acts for when it is not itself the owner: the asyncio task whose
+# operation it runs (see :mod:`pytest_sessionstate.asyncstate`).
+_acting = threading.local()
+
+
+def current_owner() -> object:
+    """The owner a lock taken now belongs to: the task this thread acts for, else the thread."""
+    owner = getattr(_acting, "owner", None)
+    return _get_ident() if owner is None else owner
+
+
+class WouldWait(Exception):
+    """Raised instead of waiting for a lock, in :func:`acting_for` ``try_once`` mode."""
+
+
+@contextlib.contextmanager
+def acting_for(owner: object, *, try_once: bool = False) -> Iterator[None]:
+    """Take and release locks in this thread on behalf of ``owner`` (an asyncio task).
+
+    :param try_once: make each new acquisition a single attempt that raises
+        :class:`WouldWait` when the lock is taken, so the caller can wait elsewhere.
+    """
+    previous = getattr(_acting, "owner", None), getattr(_acting, "try_once", False)
+    _acting.owner = owner
+    _acting.try_once = try_once
+    try:
+        yield
+    finally:
+        _acting.owner, _acting.try_once = previous
+
 
 #: Forked children count up: a block entered before a fork holds nothing after it.
 _generation = 0
@@ -133,21 +164,51 @@ class LockContext:
             },
         )
 
+    @property
+    def timeout(self) -> float:
+        """The timeout it was made with (seconds; 0 one attempt, negative for ever)."""
+        return self._timeout
+
     def __enter__(self) -> None:
+        if getattr(_acting, "try_once", False):
+            try:
+                self.enter(0.0, quiet=True)
+            except LockTimeout:
+                raise WouldWait from None
+        else:
+            self.enter(self._timeout)
+
+    def enter(
+        self,
+        timeout: float,
+        *,
+        quiet: bool = False,
+        announce: bool = True,
+        since: float | None = None,
+    ) -> None:
+        """Acquire, waiting at most ``timeout`` seconds (the sliced waits of async code).
+
+        :param quiet: raise :class:`~pytest_sessionstate.locking.LockTimeout` on
+            timeout instead of :class:`SessionLockError`.
+        :param announce: pass the ``lock-waiting`` probe point if it has to wait.
+        :param since: when the acquisition began, for the ``lock-acquired`` event.
+        """
         manager = self._manager
-        timeout = self._timeout
-        owner = self._owner = _get_ident()
-        deadline = real_monotonic() + timeout
+        owner = self._owner = current_owner()
+        start = real_monotonic()
+        deadline = start + timeout
         session_dir = manager.session_dir
 
         def on_wait() -> None:
-            if probes.listeners:
+            if announce and probes.listeners:
                 probes.emit(ProbeEvent("lock-waiting", session_dir))
 
         while True:
             try:
                 waited = self._attempt(owner, timeout, on_wait)
             except LockTimeout:
+                if quiet:
+                    raise
                 raise self._lock_error() from None
             if waited is not False:
                 break
@@ -155,7 +216,11 @@ class LockContext:
             if timeout > 0:
                 timeout = deadline - real_monotonic()
                 if timeout <= 0:
+                    if quiet:
+                        raise LockTimeout
                     raise self._lock_error()
+        if waited is not None and since is not None:
+            waited += start - since
         self._generation = _generation
         if waited is not None and probes.listeners:
             try:
@@ -226,6 +291,9 @@ class LockContext:
                 )
         info = os.fstat(dir_fd)
         lock = lock_for((info.st_dev, info.st_ino))
+        holder = lock.owner()
+        if holder is not None and holder != owner and not isinstance(holder, int):
+            self._refuse_if_same_loop(holder)
         lock_path = str(manager.lock_file)
         waited = lock.acquire(
             owner, timeout, lambda: fsops.open_lock_file(dir_fd, lock_path), on_wait
@@ -235,12 +303,7 @@ class LockContext:
             task = lock.task
             if task is not None and task is not current_task():
                 lock.release(owner)
-                raise SessionLockError(
-                    f"the lock of session {manager.session_id!r} is held by another asyncio "
-                    "task of this thread: StateManager.lock() excludes threads, not tasks; "
-                    "use AsyncStateManager in async code",
-                    details={"session_id": manager.session_id, "timeout": self._timeout},
-                )
+                raise self._task_error()
             self.dir_fd = lock.dir_fd
             return None
         if not (
@@ -253,6 +316,23 @@ class LockContext:
         lock.dir_fd = self.dir_fd = dir_fd
         lock.task = current_task()
         return waited
+
+    def _refuse_if_same_loop(self, holder: object) -> None:
+        """Waiting here for a task of the loop this thread runs would freeze that loop,
+        and with it the holder: refuse at once."""
+        task = current_task()
+        get_loop = getattr(holder, "get_loop", None)
+        if task is not None and get_loop is not None and get_loop() is task.get_loop():  # type: ignore[attr-defined]
+            raise self._task_error()
+
+    def _task_error(self) -> SessionLockError:
+        session_id = self._manager.session_id
+        return SessionLockError(
+            f"the lock of session {session_id!r} is held by another asyncio task of this "
+            "thread: StateManager.lock() excludes threads, not tasks; use AsyncStateManager "
+            "in async code",
+            details={"session_id": session_id, "timeout": self._timeout, "problem": "asyncio task"},
+        )
 
     def _remove_if_new(self, root_fd: int, dir_fd: int) -> None:
         """Undo the creation of a session whose first write failed (lock held, or never

@@ -232,6 +232,17 @@ class StateManager:
         :raises SessionValueError: if the dict is no longer JSON at exit; nothing is
             written.
         """
+        filename, held = self._transaction_lock(filename, default)
+        with held:
+            document = self._transaction_start(held, filename, default)
+            yield document
+            self._transaction_commit(held, filename, document)
+
+    def _transaction_lock(
+        self, filename: str, default: Mapping[str, Any] | None
+    ) -> tuple[str, LockContext]:
+        """Validate a transaction's arguments: the filename to use, and the lock to take
+        (one that may create the session when there is a default)."""
         filename = validate_name(filename, "filename")
         if default is not None and not isinstance(default, Mapping):
             raise SessionValueError(
@@ -239,15 +250,22 @@ class StateManager:
                 details={"type": type(default).__name__},
             )
         held = self._lock_creating() if default is not None else self._lock_existing(filename)
-        with held:
-            try:
-                document = self._read(filename, held.dir_fd)
-            except SessionNotFoundError:
-                if default is None:
-                    raise
-                document = copy.deepcopy(dict(default))
-            yield document
-            self._write(held, filename, codec.encode(document))
+        return filename, held
+
+    def _transaction_start(
+        self, held: LockContext, filename: str, default: Mapping[str, Any] | None
+    ) -> JSONObject:
+        """The document a transaction starts from (lock held)."""
+        try:
+            return self._read(filename, held.dir_fd)
+        except SessionNotFoundError:
+            if default is None:
+                raise
+            return copy.deepcopy(dict(default))
+
+    def _transaction_commit(self, held: LockContext, filename: str, document: JSONObject) -> None:
+        """Write a transaction's document back (lock held)."""
+        self._write(held, filename, codec.encode(document))
 
     # -- the session as a whole -----------------------------------------------------
 
