@@ -47,8 +47,8 @@ __all__ = [
     "is_tombstone_name",
     "list_documents",
     "make_dirs",
+    "lock_file_is",
     "open_lock_file",
-    "open_root",
     "open_session",
     "read_file",
     "remove_documents",
@@ -154,39 +154,24 @@ def make_dirs(path: str) -> None:
             os.chmod(directory, DIR_MODE, follow_symlinks=False)
 
 
-def open_root(root: str, *, create: bool) -> int:
-    """Open the root directory (following symlinks: the root is the user's choice).
+def open_session(path: str, *, create: bool) -> tuple[int, bool]:
+    """Open a session directory, never through a symlink in its place.
 
-    :param create: make it (and its parents, ``0700``) if it is missing.
-    :raises FileNotFoundError: if it is missing and ``create`` is false.
-    :raises SessionValueError: if the root is not a directory.
-    """
-    try:
-        return os.open(root, _DIR_FLAGS)
-    except FileNotFoundError:
-        if not create:
-            raise
-    except NotADirectoryError:
-        raise SessionValueError(
-            f"root {root!r} is not a directory", details={"root": root, "problem": "not a dir"}
-        ) from None
-    make_dirs(root)
-    return os.open(root, _DIR_FLAGS)
+    ``path`` is ``root/session_id``: the root is resolved as the user configured
+    it (symlinks included), the session's own entry is opened with
+    ``O_NOFOLLOW | O_DIRECTORY``, and everything below it goes through the
+    returned descriptor.
 
-
-def open_session(root_fd: int, session_id: str, path: str, *, create: bool) -> tuple[int, bool]:
-    """Open a session directory under the root, never through a symlink.
-
-    :param path: the session's path, for messages.
-    :param create: make it (``0700``) if it is missing.
+    :param create: make it (``0700``, and the root with its parents) if missing.
     :returns: the directory's descriptor, and whether this call created it.
-    :raises FileNotFoundError: if it is missing and ``create`` is false.
-    :raises SessionValueError: if the session path is a symlink or not a directory.
+    :raises FileNotFoundError: if it (or the root) is missing and ``create`` is false.
+    :raises SessionValueError: if the session path is a symlink or not a directory,
+        or the root is not a directory.
     """
     created = False
     while True:
         try:
-            return os.open(session_id, _SUBDIR_FLAGS, dir_fd=root_fd), created
+            return os.open(path, _SUBDIR_FLAGS), created
         except FileNotFoundError:
             if not create:
                 raise
@@ -194,20 +179,29 @@ def open_session(root_fd: int, session_id: str, path: str, *, create: bool) -> t
             if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                 raise
             try:
-                info = os.stat(session_id, dir_fd=root_fd, follow_symlinks=False)
+                info = os.stat(path, follow_symlinks=False)
             except FileNotFoundError:
                 continue  # it went away meanwhile: try again
+            except NotADirectoryError:
+                root = os.path.dirname(path)
+                raise SessionValueError(
+                    f"root {root!r} is not a directory",
+                    details={"root": root, "problem": "not a directory"},
+                ) from None
             raise _not_a_dir(path, _describe(info.st_mode)) from None
         try:
-            os.mkdir(session_id, DIR_MODE, dir_fd=root_fd)
+            os.mkdir(path, DIR_MODE)
         except FileExistsError:
+            continue
+        except FileNotFoundError:  # no root yet
+            make_dirs(os.path.dirname(path))
             continue
         created = True
         try:
-            fd = os.open(session_id, _SUBDIR_FLAGS, dir_fd=root_fd)
+            fd = os.open(path, _SUBDIR_FLAGS)
         except BaseException:
             with contextlib.suppress(OSError):
-                os.rmdir(session_id, dir_fd=root_fd)  # leave no empty session behind
+                os.rmdir(path)  # leave no empty session behind
             raise
         if _HAS_FCHMOD:
             try:
@@ -215,17 +209,17 @@ def open_session(root_fd: int, session_id: str, path: str, *, create: bool) -> t
             except BaseException:
                 os.close(fd)
                 with contextlib.suppress(OSError):
-                    os.rmdir(session_id, dir_fd=root_fd)
+                    os.rmdir(path)
                 raise
         return fd, created
 
 
-def same_entry(dir_fd: int, name: str, info: os.stat_result) -> bool:
-    """Whether ``name`` in ``dir_fd`` still is the file ``info`` describes (not moved,
-    deleted or replaced)."""
+def same_entry(path: str, info: os.stat_result, dir_fd: int | None = None) -> bool:
+    """Whether ``path`` (relative to ``dir_fd`` if given) still is the file ``info``
+    describes: not moved, deleted or replaced."""
     try:
-        now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
+        now = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
+    except (FileNotFoundError, NotADirectoryError):
         return False
     return (now.st_ino, now.st_dev) == (info.st_ino, info.st_dev)
 
@@ -245,10 +239,11 @@ def fsync_dir(path: Path | str | int) -> None:
         os.close(fd)
 
 
-def open_lock_file(dir_fd: int, path: str) -> int:
+def open_lock_file(dir_fd: int, path: str) -> tuple[int, tuple[int, int]]:
     """Open (creating it if needed) the session's lock file, read-only.
 
     :param path: the lock file's path, for messages.
+    :returns: the descriptor and the file's ``(st_dev, st_ino)``.
     :raises SessionValueError: if it is a symlink or not a regular file.
     """
     try:
@@ -261,14 +256,23 @@ def open_lock_file(dir_fd: int, path: str) -> int:
             raise
         raise _not_a_file(path, "a symlink") from None
     try:
-        kind = os.fstat(fd).st_mode
+        info = os.fstat(fd)
     except BaseException:
         os.close(fd)
         raise
-    if not stat.S_ISREG(kind):
+    if not stat.S_ISREG(info.st_mode):
         os.close(fd)
-        raise _not_a_file(path, _describe(kind))
-    return fd
+        raise _not_a_file(path, _describe(info.st_mode))
+    return fd, (info.st_dev, info.st_ino)
+
+
+def lock_file_is(dir_fd: int, identity: tuple[int, int]) -> bool:
+    """Whether the session's lock file still is the file ``identity`` names."""
+    try:
+        now = os.stat(LOCK_NAME, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return (now.st_dev, now.st_ino) == identity
 
 
 # -- files ---------------------------------------------------------------------------
@@ -329,14 +333,17 @@ def list_documents(dir_fd: int, is_valid: Callable[[str], bool]) -> list[str]:
     return names
 
 
-def remove_orphans(dir_fd: int) -> None:
+def remove_orphans(dir_fd: int, session_dir: str) -> None:
     """Remove temp files left by writers that were killed mid-write.
 
     Called with the lock held, when no other writer can own a temp file.  Only
-    files are removed: a directory squatting on a temp name is left alone (and
-    never blocks a write, since every temp name is new).
+    files are removed, and only through ``dir_fd``: a directory squatting on a
+    temp name is left alone (and never blocks a write, since every temp name is
+    new).  The names are listed through the path (a listing through a descriptor
+    costs three more system calls on every write): what it lists is only ever
+    unlinked in ``dir_fd``, and only if it is a temp name.
     """
-    with os.scandir(dir_fd) as entries:
+    with os.scandir(session_dir) as entries:
         orphans = [
             entry.name for entry in entries if entry.name[0] == "." and _TEMP.fullmatch(entry.name)
         ]
@@ -366,7 +373,7 @@ def write_file(
         if not stat.S_ISREG(existing.st_mode):  # refused before anything is touched
             raise _not_a_file(os.path.join(session_dir, filename), _describe(existing.st_mode))
         mode = stat.S_IMODE(existing.st_mode)
-    remove_orphans(dir_fd)
+    remove_orphans(dir_fd, os.fspath(session_dir))
     temp = _temp_name(filename)
     temp_path = session_dir / temp if emit else None
     fd = os.open(temp, _CREATE_FLAGS, FILE_MODE, dir_fd=dir_fd)
@@ -468,9 +475,7 @@ def _remove_tree_at(dir_fd: int, name: str) -> None:
         os.rmdir(name, dir_fd=dir_fd)
 
 
-def remove_session(
-    root_fd: int, session_id: str, dir_fd: int, session_dir: Path, *, durable: bool
-) -> None:
+def remove_session(dir_fd: int, session_dir: Path, *, durable: bool) -> None:
     """Remove a whole session (its lock held through ``dir_fd``'s lock file).
 
     The directory is first renamed to a hidden tombstone in the root: readers
@@ -478,31 +483,39 @@ def remove_session(
     lock notice that it moved and start over.  Then the tombstone is emptied and
     removed, its lock file last.  Tombstones left by killed deletes are swept.
     """
-    tombstone = f".{session_id[:229]}.{os.urandom(8).hex()}.deleted"
-    os.rename(session_id, tombstone, src_dir_fd=root_fd, dst_dir_fd=root_fd)
+    path = os.fspath(session_dir)
+    root, session_id = os.path.split(path)
+    tombstone = os.path.join(root, f".{session_id[:229]}.{os.urandom(8).hex()}.deleted")
+    os.rename(path, tombstone)
     emit = probes.emit if probes.listeners else None
     if emit:
         emit(ProbeEvent("removed", session_dir, None, durable=durable))
     if durable:
-        fsync_dir(root_fd)
+        fsync_dir(root)
         if emit:
             emit(ProbeEvent("dir-synced", session_dir, None, durable=durable))
     _empty(dir_fd, keep=LOCK_NAME)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(LOCK_NAME, dir_fd=dir_fd)
-    with contextlib.suppress(FileNotFoundError, OSError):
-        os.rmdir(tombstone, dir_fd=root_fd)
-    _sweep_tombstones(root_fd)
+    with contextlib.suppress(OSError):
+        os.rmdir(tombstone)
+    _sweep_tombstones(root)
 
 
-def _sweep_tombstones(root_fd: int) -> None:
+def _sweep_tombstones(root: str) -> None:
     """Remove what killed deletes left behind (their sessions were already gone)."""
-    with os.scandir(root_fd) as entries:
+    with os.scandir(root) as entries:
         stale = [
             entry.name
             for entry in entries
             if entry.name[0] == "." and is_tombstone_name(entry.name)
         ]
-    for name in stale:
-        with contextlib.suppress(OSError):
-            _remove_tree_at(root_fd, name)
+    if not stale:
+        return
+    root_fd = os.open(root, _DIR_FLAGS)
+    try:
+        for name in stale:
+            with contextlib.suppress(OSError):
+                _remove_tree_at(root_fd, name)
+    finally:
+        os.close(root_fd)

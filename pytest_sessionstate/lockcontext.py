@@ -241,40 +241,29 @@ class LockContext:
     ) -> float | bool | None:
         """One try: the seconds waited, None if re-entrant, False to start over."""
         manager = self._manager
-        create = self._missing is None
+        path = str(manager.session_dir)
         try:
-            root_fd = fsops.open_root(str(manager.settings.root), create=create)
+            dir_fd, created = fsops.open_session(path, create=self._missing is None)
         except FileNotFoundError:
-            if self._missing is None:  # pragma: no cover - open_root creates it
+            if self._missing is None:  # pragma: no cover - open_session creates it
                 raise
             raise self._missing() from None
+        if created:
+            self.created_dir = True
         try:
-            try:
-                dir_fd, created = fsops.open_session(
-                    root_fd, manager.session_id, str(manager.session_dir), create=create
-                )
-            except FileNotFoundError:
-                if self._missing is None:  # pragma: no cover - open_session creates it
-                    raise
-                raise self._missing() from None
+            waited = self._lock_dir(path, dir_fd, owner, timeout, on_wait, created)
+        except BaseException:
+            os.close(dir_fd)
             if created:
-                self.created_dir = True
-            try:
-                waited = self._lock_dir(root_fd, dir_fd, owner, timeout, on_wait, created)
-            except BaseException:
-                os.close(dir_fd)
-                if created:
-                    self._remove_if_new(root_fd, dir_fd=-1)
-                raise
-            if waited is False or waited is None:
-                os.close(dir_fd)
-            return waited
-        finally:
-            os.close(root_fd)
+                self._remove_if_new(-1)
+            raise
+        if waited is False or waited is None:
+            os.close(dir_fd)
+        return waited
 
     def _lock_dir(
         self,
-        root_fd: int,
+        path: str,
         dir_fd: int,
         owner: object,
         timeout: float,
@@ -284,7 +273,7 @@ class LockContext:
         manager = self._manager
         if created:
             if manager.settings.durable:
-                fsops.fsync_dir(root_fd)
+                fsops.fsync_dir(os.path.dirname(path))
             if probes.listeners:
                 probes.emit(
                     ProbeEvent("dir-created", manager.session_dir, durable=manager.settings.durable)
@@ -306,9 +295,13 @@ class LockContext:
                 raise self._task_error()
             self.dir_fd = lock.dir_fd
             return None
+        # Held now: is it still this session's directory, and its lock file?  (A
+        # delete while we waited moved both away: start over.)
+        identity = lock.identity
         if not (
-            fsops.same_entry(root_fd, manager.session_id, info)
-            and fsops.same_entry(dir_fd, fsops.LOCK_NAME, os.fstat(lock.fd))
+            fsops.same_entry(path, info)
+            and isinstance(identity, tuple)
+            and fsops.lock_file_is(dir_fd, identity)
         ):
             lock.release(owner, keep_fd=False)
             self._lock = None
@@ -334,15 +327,16 @@ class LockContext:
             details={"session_id": session_id, "timeout": self._timeout, "problem": "asyncio task"},
         )
 
-    def _remove_if_new(self, root_fd: int, dir_fd: int) -> None:
-        """Undo the creation of a session whose first write failed (lock held, or never
-        taken): the directory goes only if it holds nothing but its lock file."""
+    def _remove_if_new(self, dir_fd: int) -> None:
+        """Undo the creation of a session whose first write failed (lock held through
+        ``dir_fd``, or never taken: -1): the directory goes only if it holds nothing
+        but its lock file."""
         with contextlib.suppress(OSError):
             if dir_fd >= 0:
                 if os.listdir(dir_fd) != [fsops.LOCK_NAME]:
                     return
                 os.unlink(fsops.LOCK_NAME, dir_fd=dir_fd)
-            os.rmdir(self._manager.session_id, dir_fd=root_fd)
+            os.rmdir(self._manager.session_dir)
 
     def _leave(self, *, failed: bool) -> bool:
         """Release one level; at the outermost, finish what the block left pending."""
@@ -359,7 +353,7 @@ class LockContext:
                     self._remove_session()
                 elif failed and self._discard_new and self.created_dir:
                     keep = False
-                    self._with_root(lambda root_fd: self._remove_if_new(root_fd, lock.dir_fd))
+                    self._remove_if_new(lock.dir_fd)
             except BaseException:
                 self._release(lock, owner, keep=False)
                 raise
@@ -377,13 +371,6 @@ class LockContext:
             os.close(dir_fd)
         return free
 
-    def _with_root(self, action: Callable[[int], None]) -> None:
-        root_fd = fsops.open_root(str(self._manager.settings.root), create=False)
-        try:
-            action(root_fd)
-        finally:
-            os.close(root_fd)
-
     def remove_session(self) -> None:
         """Delete the whole session: at once if this is the outermost block, else empty it
         now and remove the directory when the outermost block exits."""
@@ -397,18 +384,9 @@ class LockContext:
     def _remove_session(self) -> None:
         manager = self._manager
         dir_fd = self.lock.dir_fd
-
-        def remove(root_fd: int) -> None:
-            if fsops.same_entry(root_fd, manager.session_id, os.fstat(dir_fd)):
-                fsops.remove_session(
-                    root_fd,
-                    manager.session_id,
-                    dir_fd,
-                    manager.session_dir,
-                    durable=manager.settings.durable,
-                )
-
-        self._with_root(remove)
+        # Only the directory we hold: never what may have been put at its path.
+        if fsops.same_entry(str(manager.session_dir), os.fstat(dir_fd)):
+            fsops.remove_session(dir_fd, manager.session_dir, durable=manager.settings.durable)
 
     def __exit__(
         self,

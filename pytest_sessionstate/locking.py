@@ -81,15 +81,22 @@ class LockTimeout(Exception):
 # -- descriptors, safe across fork -----------------------------------------------------
 
 _fd_mutex = _thread.allocate_lock()
-_tracked: set[int] = set()
+# Every open lock file descriptor, with what the opener said of it (its identity).
+_tracked: dict[int, Hashable] = {}
 
 
-def open_tracked(opener: Callable[[], int]) -> int:
-    """Run ``opener`` and track the descriptor it returns (no fork in between)."""
+def open_tracked(opener: Callable[[], tuple[int, Hashable]]) -> int:
+    """Run ``opener`` (which returns a descriptor and the file's identity) and track
+    the descriptor (no fork in between)."""
     with _fd_mutex:
-        fd = opener()
-        _tracked.add(fd)
+        fd, identity = opener()
+        _tracked[fd] = identity
     return fd
+
+
+def identity_of(fd: int) -> Hashable:
+    """The identity the opener gave for a tracked descriptor (None if untracked)."""
+    return _tracked.get(fd)
 
 
 def _close(fd: int, *, unlock: bool = True) -> None:
@@ -98,7 +105,7 @@ def _close(fd: int, *, unlock: bool = True) -> None:
         with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_UN)
     with _fd_mutex:
-        _tracked.discard(fd)
+        _tracked.pop(fd, None)
         with contextlib.suppress(OSError):
             os.close(fd)
 
@@ -307,6 +314,11 @@ class SessionLock:
         return self._fd
 
     @property
+    def identity(self) -> Hashable:
+        """The identity of the locked file, as its opener gave it (None when free)."""
+        return identity_of(self._fd) if self._fd >= 0 else None
+
+    @property
     def depth(self) -> int:
         """How many times the holder has acquired it (0 when free)."""
         return self._count
@@ -319,13 +331,14 @@ class SessionLock:
         self,
         owner: Hashable,
         timeout: float,
-        open_lock_file: Callable[[], int],
+        open_lock_file: Callable[[], tuple[int, Hashable]],
         on_wait: Callable[[], None] | None = None,
     ) -> float | None:
         """Acquire for ``owner``; return the seconds waited, or None if ``owner`` held it.
 
         :param timeout: seconds; 0 for one attempt, negative to wait for ever.
-        :param open_lock_file: opens the lock file when no kept descriptor serves.
+        :param open_lock_file: opens the lock file when no kept descriptor serves;
+            returns the descriptor and the file's identity (see :attr:`identity`).
         :param on_wait: called once, when the acquisition is about to wait.
         :raises LockTimeout: if the lock is not free within ``timeout`` seconds; any
             exception (an interrupt included) leaves nothing held.
@@ -370,7 +383,7 @@ class SessionLock:
         self,
         timeout: float,
         deadline: float,
-        open_lock_file: Callable[[], int],
+        open_lock_file: Callable[[], tuple[int, Hashable]],
         waiting: Callable[[], None],
     ) -> int:
         """Take the OS lock (the thread lock is held); return the locked descriptor."""

@@ -98,17 +98,9 @@ class StateManager:
         """A descriptor of the session directory (None if the session does not exist),
         reached from the root without following a symlink."""
         try:
-            root_fd = fsops.open_root(str(self.settings.root), create=False)
+            return fsops.open_session(str(self.session_dir), create=False)[0]
         except FileNotFoundError:
             return None
-        try:
-            return fsops.open_session(
-                root_fd, self.session_id, str(self.session_dir), create=False
-            )[0]
-        except FileNotFoundError:
-            return None
-        finally:
-            os.close(root_fd)
 
     # -- reading -------------------------------------------------------------------
 

@@ -146,12 +146,15 @@ def trace(tmp_path, durable):
     return root / "s1", calls
 
 
-def session_dir_fds(calls):
-    """Indexes and results of the opens of the session directory (relative to the root)."""
+def session_dir_fds(session_dir, calls):
+    """Indexes and results of the opens of the session directory (never through a link)."""
     return {
         index: result
         for index, (name, args, result) in enumerate(calls)
-        if name == "openat" and '"s1"' in args and "O_DIRECTORY" in args and "O_NOFOLLOW" in args
+        if name == "openat"
+        and f'"{session_dir}"' in args
+        and "O_DIRECTORY" in args
+        and "O_NOFOLLOW" in args
     }
 
 
@@ -160,7 +163,7 @@ def write_sequences(session_dir, calls):
     its descriptor), the index of the rename, and the directory descriptor it used."""
     sequences = []
     opened = {}
-    dirs = set(session_dir_fds(calls).values())
+    dirs = set(session_dir_fds(session_dir, calls).values())
     for index, (name, args, result) in enumerate(calls):
         if name == "openat" and ".a.json." in args and "O_CREAT" in args and "O_EXCL" in args:
             opened[args.split('"')[1]] = (index, result)
