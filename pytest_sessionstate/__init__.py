@@ -17,6 +17,7 @@ from .errors import (
     SessionNotFoundError,
     SessionValueError,
 )
+from .jsontypes import JSONObject, Updates
 from .settings import Settings, current_settings, settings, use_settings
 from .state import StateManager, get_session_or_raise, list_sessions
 
@@ -34,6 +35,7 @@ __all__ = [
     "ContentionSimulator",
     "CrashInjector",
     "CrashReport",
+    "JSONObject",
     "MakeSession",
     "SessionCorruptError",
     "SessionError",
@@ -43,6 +45,7 @@ __all__ = [
     "SessionValueError",
     "Settings",
     "StateManager",
+    "Updates",
     "__version__",
     "current_settings",
     "get_session_or_raise",

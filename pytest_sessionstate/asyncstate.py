@@ -35,11 +35,11 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from .clock import real_monotonic
-from .dotpath import Path as DotPath
+from .jsontypes import JSONObject, Updates
 from .lockcontext import LockContext, WouldWait, acting_for
 from .locking import LockTimeout
 from .settings import Settings, to_seconds
-from .state import JSONObject, StateManager
+from .state import StateManager
 
 __all__ = ["AsyncLockContext", "AsyncStateManager"]
 
@@ -279,9 +279,7 @@ class AsyncStateManager:
         (see :meth:`StateManager.write_json`)."""
         await self._run_locked(self._sync.write_json, filename, data)
 
-    async def update_json(
-        self, filename: str, updates: Mapping[DotPath, Any] | Mapping[str, Any]
-    ) -> JSONObject:
+    async def update_json(self, filename: str, updates: Updates) -> JSONObject:
         """Apply dot-path ``updates`` under one lock; return the new document
         (see :meth:`StateManager.update_json`)."""
         return await self._run_locked(self._sync.update_json, filename, updates)

@@ -14,12 +14,12 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from . import codec, fsops, probes
-from .dotpath import Path as DotPath
 from .dotpath import _apply, _normalize_updates
 from .errors import SessionNotFoundError, SessionValueError
+from .jsontypes import JSONObject, Updates
 from .lockcontext import LockContext
 from .locking import existing_lock
 from .names import is_valid_name, validate_name
@@ -30,8 +30,6 @@ __all__ = ["LOCK_FILENAME", "StateManager", "get_session_or_raise", "list_sessio
 
 #: Name of the lock file inside each session directory.
 LOCK_FILENAME = fsops.LOCK_NAME
-
-JSONObject = dict[str, Any]
 
 
 class StateManager:
@@ -186,7 +184,7 @@ class StateManager:
         with held:
             self._write(held, filename, encoded)
 
-    def update_json(self, filename: str, updates: Mapping[DotPath, Any]) -> JSONObject:
+    def update_json(self, filename: str, updates: Updates) -> JSONObject:
         """Apply dot-path ``updates`` to ``filename`` under one lock; return the new document.
 
         ``{"workflow_progress.initialize": "completed"}`` sets
@@ -198,7 +196,7 @@ class StateManager:
             not an object, or a value that is not JSON; the file is unchanged.
         """
         filename = validate_name(filename, "filename")
-        parsed = _normalize_updates(updates)
+        parsed = _normalize_updates(cast("Mapping[Any, Any]", updates))  # checked at run time
         held = self._lock_existing(filename)
         with held:
             document, pure = self._read_checked(filename, held.dir_fd)

@@ -24,20 +24,46 @@ CORE_MODULES = [
     "pytest_sessionstate.locking",
     "pytest_sessionstate.state",
     "pytest_sessionstate.clock",
+    "pytest_sessionstate.lockcontext",
+    "pytest_sessionstate.asyncstate",
 ]
+
+#: The layers above the core: the core never imports them (checked by full module name,
+#: so a core module importing ``pytest_sessionstate.testing`` cannot hide behind the
+#: package's own name).  asyncio is the async layer's, never the sync core's.
+ABOVE_THE_CORE = (
+    "pytest_sessionstate.testing",
+    "pytest_sessionstate.plugin",
+    "pytest_sessionstate.strategies",
+    "pytest_sessionstate.stateful",
+)
 
 NEVER_IN_THE_CORE = {"hypothesis", "freezegun", "time_machine", "filelock", "pytest", "_pytest"}
 NEVER_IN_THE_PLUGIN = {"hypothesis", "freezegun", "time_machine"}
 
 
-def imported_after(code):
+def modules_after(code):
+    """The full names of the modules a fresh interpreter has imported after ``code``."""
     script = f"import json, sys\n{code}\nprint(json.dumps(sorted(sys.modules)))"
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    names = json.loads(done.stdout.strip().splitlines()[-1])
-    return {name.split(".")[0] for name in names}
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def imported_after(code):
+    """The top-level packages imported after ``code``."""
+    return {name.split(".")[0] for name in modules_after(code)}
+
+
+def layers_above_the_core(names):
+    return sorted(name for name in names if name.startswith(ABOVE_THE_CORE))
+
+
+def test_the_layer_check_itself_sees_imports():
+    names = modules_after("import pytest_sessionstate.testing.crash")
+    assert "pytest_sessionstate.testing.crash" in layers_above_the_core(names)
 
 
 def test_the_check_itself_sees_imports():
@@ -46,7 +72,17 @@ def test_the_check_itself_sees_imports():
 
 @pytest.mark.parametrize("module", CORE_MODULES)
 def test_core_modules_import_nothing_heavy(module):
-    assert not imported_after(f"import {module}") & NEVER_IN_THE_CORE
+    names = modules_after(f"import {module}")
+    assert not {name.split(".")[0] for name in names} & NEVER_IN_THE_CORE
+    assert layers_above_the_core(names) == []
+
+
+@pytest.mark.parametrize(
+    "module", [m for m in CORE_MODULES if m != "pytest_sessionstate.asyncstate"]
+)
+def test_the_sync_core_does_not_import_asyncio(module):
+    # asyncio costs ~50 ms: production code that never uses AsyncStateManager pays nothing.
+    assert "asyncio" not in imported_after(f"import {module}")
 
 
 def test_public_names_import_nothing_heavy():
