@@ -492,6 +492,10 @@ _OPEN = b"[" * _WRAP
 _CLOSE = b"]" * _WRAP
 
 
+#: Below this size, counting brackets is cheaper than wrapping and unwrapping.
+_COUNT_BELOW = 64 * 1024
+
+
 class _Corrupt(Exception):
     """Internal: the bytes are not a document that could be written back."""
 
@@ -506,8 +510,13 @@ def _unwrap(wrapped: Any) -> Any:
 
 def _decode_orjson(data: bytes) -> Any:
     """The document orjson reads, within the depth limit; raises to defer."""
-    if _WRAP <= 0 or data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
-        return orjson.loads(data)  # so few brackets cannot nest too deeply
+    size = len(data)
+    if (
+        _WRAP <= 0
+        or size <= 2 * MAX_DEPTH  # too short to nest too deeply
+        or (size <= _COUNT_BELOW and data.count(b"[") + data.count(b"{") <= MAX_DEPTH)
+    ):
+        return orjson.loads(data)
     try:
         wrapped = orjson.loads(_OPEN + data + _CLOSE)
     except orjson.JSONDecodeError:
