@@ -467,7 +467,9 @@ _decode_exact_bounded = json.JSONDecoder(
 # refuses more (lone surrogates, numbers that overflow to infinity): but it reads
 # an integer beyond 64 bits as a float.  Bytes holding a run of 19 or more digits
 # (where such an integer may hide) are decoded again by the standard decoder.
-_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+# One pass over the bytes answers both questions: digits become 0 (for the runs)
+# and ``{`` becomes ``[`` (one count of the brackets bounds the depth).
+_SCAN = bytes.maketrans(b"123456789{", b"000000000[")
 _LONG_NUMBER = b"0" * 19
 _HUGE_NUMBER = b"0" * (MAX_INT_DIGITS + 1)
 
@@ -508,13 +510,16 @@ def _unwrap(wrapped: Any) -> Any:
     return wrapped
 
 
-def _decode_orjson(data: bytes) -> Any:
-    """The document orjson reads, within the depth limit; raises to defer."""
+def _decode_orjson(data: bytes, scan: bytes) -> Any:
+    """The document orjson reads, within the depth limit; raises to defer.
+
+    :param scan: ``data`` through :data:`_SCAN`: digits as ``0``, ``{`` as ``[``.
+    """
     size = len(data)
     if (
         _WRAP <= 0
         or size <= 2 * MAX_DEPTH  # too short to nest too deeply
-        or (size <= _COUNT_BELOW and data.count(b"[") + data.count(b"{") <= MAX_DEPTH)
+        or (size <= _COUNT_BELOW and scan.count(b"[") <= MAX_DEPTH)
     ):
         return orjson.loads(data)
     try:
@@ -576,18 +581,18 @@ def decode(data: bytes, *, source: str = "<data>") -> dict[str, Any]:
         :data:`MAX_DEPTH`.
     """
     try:
+        scan = data.translate(_SCAN)
         try:
-            document = _decode_orjson(data)
+            document = _decode_orjson(data, scan)
         except orjson.JSONDecodeError:
             # orjson refused: the standard decoder words the problem (or accepts
             # what orjson does not, which must then be checked for writability).
             document = _decode_stdlib(data, bounded=True)
             _too_deep_or_unwritable(document)
         else:
-            digits = data.translate(_DIGITS_TO_ZERO)
-            if digits.find(_LONG_NUMBER) >= 0:
+            if scan.find(_LONG_NUMBER) >= 0:
                 # Integers beyond 64 bits read exactly; the depth is known to be fine.
-                document = _decode_stdlib(data, bounded=digits.find(_HUGE_NUMBER) >= 0)
+                document = _decode_stdlib(data, bounded=scan.find(_HUGE_NUMBER) >= 0)
     except (UnicodeDecodeError, ValueError, RecursionError, _Corrupt) as exc:
         raise SessionCorruptError(
             f"{source} is not valid UTF-8 JSON that can be stored: {exc}",
