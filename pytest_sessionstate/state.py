@@ -254,7 +254,8 @@ class StateManager:
                 raise
             # An exact deep copy, iterative: a default nested too deeply (or not
             # JSON) is a SessionValueError, and the new session is removed again.
-            return codec.normalize(dict(default))
+            start: JSONObject = codec.normalize(dict(default))
+            return start
 
     def _transaction_commit(self, held: LockContext, filename: str, document: JSONObject) -> None:
         """Write a transaction's document back (lock held)."""
