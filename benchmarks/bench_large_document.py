@@ -6,15 +6,23 @@ Variants, interleaved operation by operation:
   the dot-path loop, ``json.dump(indent=2, default=str)`` to a fixed temp name,
   rename, unlink the lock.  ``indent`` forces the standard library's
   pure-Python encoder.  The goal's yardstick.
+* ``bare``: the bare limit: read the file, ``orjson.loads``, change one key,
+  ``orjson.dumps`` with two-space indent, write a temp file, rename it over the
+  document.  No lock, no validation, no fsync: what any correct
+  implementation must at least do.  The goal's yardstick (issue #12).
 * ``project``: ``StateManager.update_json`` with ``durable=False`` (the
   original fsyncs nothing either).
-* ``project durable``: the same with the default durable settings, for scale.
+* ``transaction``: ``StateManager.transaction`` with ``durable=False``, the
+  same change made in the block: the whole document is checked at exit.
+* ``project durable``: ``update_json`` with the default durable settings, for
+  scale.
 
 After the run the script checks what the project wrote: indented, read back
 equal by the standard ``json`` module, and still strict (NaN, a non-str key
 and a datetime are refused by ``update_json``, and the file is unchanged).
 
-Goal (issue #3): project at least 8x faster than the original.
+Goals: project at least 8x faster than the original (issue #3); ``update_json``
+and ``transaction`` each within 1.25x of the bare limit (issue #12).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -31,6 +40,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # _common, and this checkout's package
 
+import orjson  # noqa: E402
 from _common import (  # noqa: E402
     Table,
     filesystem_of,
@@ -80,9 +90,38 @@ def make_project(directory: Path, *, durable: bool) -> Callable[[int], None]:
     return op
 
 
+def make_bare(directory: Path) -> Callable[[int], None]:
+    path = os.path.join(directory, DOC)
+    temp = os.path.join(directory, f".{DOC}.bare.tmp")
+    option = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
+
+    def op(i: int) -> None:
+        with open(path, "rb") as f:
+            document = orjson.loads(f.read())
+        document["tasks"][f"t{i % N_OBJECTS:04d}"]["done"] = True
+        data = orjson.dumps(document, option=option)
+        with open(temp, "wb") as f:
+            f.write(data)
+        os.replace(temp, path)
+
+    return op
+
+
+def make_transaction(directory: Path) -> Callable[[int], None]:
+    manager = StateManager(directory.name, settings=Settings(directory.parent, durable=False))
+
+    def op(i: int) -> None:
+        with manager.transaction(DOC) as document:
+            document["tasks"][f"t{i % N_OBJECTS:04d}"]["done"] = True
+
+    return op
+
+
 LABELS = {
     "original": "original code (json.dump indent=2, default=str)",
+    "bare": "bare limit (orjson loads + dumps indent, write, rename)",
     "project": "project: update_json(), durable=False",
+    "transaction": "project: transaction(), durable=False",
     "project-durable": "project: update_json(), durable=True",
 }
 
@@ -125,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     makers: dict[str, Callable[[Path], Callable[[int], None]]] = {
         "original": make_original,
+        "bare": make_bare,
         "project": lambda d: make_project(d, durable=False),
+        "transaction": make_transaction,
         "project-durable": lambda d: make_project(d, durable=True),
     }
     names = list(makers)
@@ -166,9 +207,15 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = {name: median(values) for name, values in per_round.items()}
     base = summary["original"]
-    table = Table(["variant", "per update (median)", "speed-up vs original"])
+    bare = summary["bare"]
+    table = Table(["variant", "per update (median)", "speed-up vs original", "vs bare limit"])
     for name in names:
-        table.add(LABELS[name], ms(summary[name]), f"{base / summary[name]:.1f}x")
+        table.add(
+            LABELS[name],
+            ms(summary[name]),
+            f"{base / summary[name]:.1f}x",
+            f"{summary[name] / bare:.2f}x",
+        )
     print()
     print("Medians over the rounds of the per-update medians:")
     print(table.render(args.format))
@@ -180,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     speedup = base / summary["project"]
     print(f"goal project >= 8x faster than the original: {speedup:.1f}x {verdict(speedup >= 8)}")
+    for name, label in (("project", "update_json"), ("transaction", "transaction")):
+        ratio = summary[name] / bare
+        print(f"goal {label} <= 1.25x the bare limit: {ratio:.2f}x {verdict(ratio <= 1.25)}")
     return 0
 
 

@@ -24,10 +24,22 @@ Path = str | tuple[str, ...]
 
 
 def _bad(path: object, problem: str) -> SessionValueError:
+    shown = path if type(path) in (str, tuple) else f"<{type(path).__name__} object>"
+    if type(shown) is tuple and not all(type(s) is str for s in shown):
+        shown = "<segments>"
     return SessionValueError(
-        f"invalid dot path {path!r}: {problem}",
-        details={"path": repr(path), "problem": problem},
+        f"invalid dot path {shown!r}: {problem}",
+        details={"path": repr(shown), "problem": problem},
     )
+
+
+def _exact(text: str) -> str:
+    """The characters a str (or str subclass) stores, as an exact ``str``.
+
+    A subclass's own ``split``, ``__eq__``, ``__hash__`` or ``__str__`` must never
+    decide which key a path names: from here on only the copy is used.
+    """
+    return text if type(text) is str else str.__str__(text)
 
 
 def split(path: str) -> tuple[str, ...]:
@@ -35,8 +47,9 @@ def split(path: str) -> tuple[str, ...]:
 
     :raises SessionValueError: on an empty segment or a dangling backslash.
     """
-    if not isinstance(path, str):
+    if not issubclass(type(path), str):
         raise _bad(path, f"must be a str, not {type(path).__name__}")
+    path = _exact(path)
     if "\\" not in path:
         segments = tuple(path.split("."))
         if "" in segments:
@@ -71,31 +84,45 @@ def join(segments: Iterable[str]) -> str:
 
     :raises SessionValueError: if there is no segment, or one is empty or not a str.
     """
-    segments = tuple(segments)
-    _check_segments(segments, segments)
+    segments = _exact_segments(segments)
     return ".".join(s.replace("\\", "\\\\").replace(".", "\\.") for s in segments)
 
 
-def _check_segments(segments: tuple[Any, ...], path: object) -> None:
-    if not segments:
-        raise _bad(path, "no segment")
-    for segment in segments:
-        if not isinstance(segment, str):
-            raise _bad(path, f"segment {segment!r} is not a str")
+def _exact_segments(segments: Iterable[Any]) -> tuple[str, ...]:
+    """Exact ``str`` copies of the segments, checked: none empty, at least one."""
+    # A tuple subclass is read from its storage, not through its own __iter__.
+    items = (
+        list(tuple.__iter__(segments))  # type: ignore[arg-type]
+        if issubclass(type(segments), tuple)
+        else list(segments)
+    )
+    if not items:
+        raise _bad((), "no segment")
+    exact = []
+    for item in items:
+        if not issubclass(type(item), str):
+            raise _bad(
+                tuple(items) if all(type(i) is str for i in items) else "<segments>",
+                f"segment of type {type(item).__name__} is not a str",
+            )
+        segment = _exact(item)
         if not segment:
-            raise _bad(path, "empty segment")
+            raise _bad(tuple(map(_exact, items)), "empty segment")
+        exact.append(segment)
+    return tuple(exact)
 
 
 def normalize(path: Path) -> tuple[str, ...]:
     """Return the segments of a dot path given as a str or as a tuple of segments.
 
+    The segments are exact ``str`` objects, whatever ``path`` was made of.
+
     :raises SessionValueError: if the path is malformed or of another type.
     """
-    if isinstance(path, str):
-        return split(path)
-    if isinstance(path, tuple):
-        _check_segments(path, path)
-        return path
+    if issubclass(type(path), str):
+        return split(path)  # type: ignore[arg-type]
+    if issubclass(type(path), tuple):
+        return _exact_segments(path)
     raise _bad(path, f"must be a str or a tuple of str, not {type(path).__name__}")
 
 

@@ -8,7 +8,6 @@ raises a clear error before anything on disk is touched.
 
 from __future__ import annotations
 
-import copy
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -118,7 +117,7 @@ class StateManager:
         return self._read_checked(filename, dir_fd)[0]
 
     def _read_checked(self, filename: str, dir_fd: int = -1) -> tuple[JSONObject, bool]:
-        """The document, and whether it is pure JSON (see :func:`codec.decode_checked`).
+        """The document (fresh, exact JSON: see :func:`codec.decode`), and True.
 
         :param dir_fd: the locked session directory; -1 to open it (a lock-free read).
         """
@@ -133,12 +132,12 @@ class StateManager:
                 data = self._read_at(opened, filename, path)
             finally:
                 os.close(opened)
-        document, pure = codec.decode_checked(data, source=f"{self.session_id}/{filename}")
+        document = codec.decode(data, source=f"{self.session_id}/{filename}")
         if probes.listeners:
             probes.emit(
                 ProbeEvent("read", self.session_dir, filename, durable=self.settings.durable)
             )
-        return document, pure
+        return document, True
 
     def _read_at(self, dir_fd: int, filename: str, path: str) -> bytes:
         try:
@@ -196,16 +195,17 @@ class StateManager:
             not an object, or a value that is not JSON; the file is unchanged.
         """
         filename = validate_name(filename, "filename")
-        parsed = _normalize_updates(cast("Mapping[Any, Any]", updates))  # checked at run time
+        # Exact copies of the new values, checked before the disk is touched: the
+        # decoded document is exact JSON too, so the result needs no census and what
+        # is written is what was checked (a value's own methods are never called).
+        parsed = [
+            (segments, codec.normalize(value, at=segments))
+            for segments, value in _normalize_updates(cast("Mapping[Any, Any]", updates))
+        ]
         held = self._lock_existing(filename)
         with held:
-            document, pure = self._read_checked(filename, held.dir_fd)
-            document = _apply(document, parsed)
-            # A pure document stays pure if the new values are: then only they need the
-            # validation pass (on a large document it costs more than all the rest).
-            # Otherwise the whole document is validated, naming the culprit's full path.
-            validated = pure and all(codec.find_invalid(value) is None for _, value in parsed)
-            self._write(held, filename, codec.encode(document, validated=validated))
+            document = _apply(self._read(filename, held.dir_fd), parsed)
+            self._write(held, filename, codec.encode(document, validated=True))
         return document
 
     @contextmanager
@@ -217,10 +217,11 @@ class StateManager:
         On normal exit the dict is written atomically; on exception nothing is (a
         session that the transaction created is removed again).
 
-        :param default: the document to start from (deep-copied) if the file is
-            missing; without it a missing file raises :class:`SessionNotFoundError`.
-        :raises SessionValueError: if the dict is no longer JSON at exit; nothing is
-            written.
+        :param default: the document to start from (an exact deep copy, see
+            :func:`codec.normalize`) if the file is missing; without it a missing file
+            raises :class:`SessionNotFoundError`.
+        :raises SessionValueError: if ``default`` (when used) or the dict at exit is not
+            JSON; nothing is written.
         """
         filename, held = self._transaction_lock(filename, default)
         with held:
@@ -251,7 +252,10 @@ class StateManager:
         except SessionNotFoundError:
             if default is None:
                 raise
-            return copy.deepcopy(dict(default))
+            # An exact deep copy, iterative: a default nested too deeply (or not
+            # JSON) is a SessionValueError, and the new session is removed again.
+            start: JSONObject = codec.normalize(dict(default))
+            return start
 
     def _transaction_commit(self, held: LockContext, filename: str, document: JSONObject) -> None:
         """Write a transaction's document back (lock held)."""

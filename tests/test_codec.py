@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_sessionstate import SessionCorruptError, SessionValueError
-from pytest_sessionstate.codec import decode, encode, find_invalid
+from pytest_sessionstate.codec import MAX_DEPTH, decode, encode, find_invalid
 
 json_scalars = (
     st.none()
@@ -59,13 +59,25 @@ def test_tuples_are_arrays_and_big_ints_stay_exact():
     assert isinstance(back["big"], int)
 
 
-def test_deep_nesting_beyond_orjson_falls_back():
+def _nested(depth: int) -> dict:
+    """A document ``depth`` containers deep (the top object is level 1)."""
     document: dict = {}
     node = document
-    for _ in range(300):  # orjson refuses more than 254 levels
+    for _ in range(depth - 1):
         node["k"] = {}
         node = node["k"]
+    return document
+
+
+def test_nesting_up_to_the_depth_limit_round_trips():
+    document = _nested(MAX_DEPTH)
     assert decode(encode(document)) == document
+
+
+def test_nesting_beyond_the_depth_limit_is_refused_naming_the_path():
+    with pytest.raises(SessionValueError, match="depth limit") as info:
+        encode(_nested(MAX_DEPTH + 1))
+    assert info.value.details["path"] == "['k']" * MAX_DEPTH  # the 201st container
 
 
 def test_absurd_nesting_is_a_value_error_not_a_crash():
