@@ -476,8 +476,8 @@ def _sessionstate_isolation(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture
 def session_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
-    """The test's settings (``Settings``), made the default for the whole test: code
-    calling ``StateManager(session_id)`` lands in a fresh root (``session_root``).
+    """The ``Settings`` in force for the test, made the default for the whole test:
+    code calling ``StateManager(session_id)`` lands in its fresh root (``session_root``).
 
     Its root is ``session_root``: a fresh, empty directory.  ``lock_timeout`` and
     ``durable`` come from the ini options ``sessionstate_lock_timeout`` /
@@ -496,9 +496,9 @@ def session_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
 
 @pytest.fixture
 def session_root(session_settings: Settings) -> Path:
-    """A fresh, empty session root (``Path``): for the whole test, code calling
-    ``StateManager(session_id)`` without ``settings=`` lands there, not in the
-    real root.  Not for @given tests: use session_root_factory.
+    """A fresh, empty directory (``Path``), the test's session root: for the whole
+    test, code calling ``StateManager(session_id)`` without ``settings=`` lands
+    there, not in the real root.  Not for @given tests: use session_root_factory.
 
     For the whole test the default settings point at it (``use_settings``), so
     ``StateManager(session_id)`` without ``settings=`` lands here; restored after
@@ -511,14 +511,12 @@ def session_root(session_settings: Settings) -> Path:
 @pytest.fixture
 def make_session(request: pytest.FixtureRequest, session_settings: Settings) -> MakeSession:
     """Make sessions with initial files in the test's fresh root:
-    ``make_session("cart", {"session.json": {...}})`` returns its ``StateManager``.
-    Annotate with ``pytest_sessionstate.MakeSession``.
+    ``make_session(session_id=None, files=None)`` returns the session's
+    ``StateManager``.  Annotate with ``pytest_sessionstate.MakeSession``.
 
-    ``make_session(session_id=None, files=None)``.  ``None``
-    as id picks a unique one; ``files`` maps filename to initial document, e.g.
-    ``make_session("cart", {"session.json": {"items": []}})``.  Pass
-    ``settings=`` to make it elsewhere (``Settings(shared_session_root)``).
-    Annotate with :class:`pytest_sessionstate.MakeSession`.
+    ``None`` as id picks a unique one; ``files`` maps filename to initial
+    document, e.g. ``make_session("cart", {"session.json": {"items": []}})``.
+    Pass ``settings=`` to make it elsewhere (``Settings(shared_session_root)``).
     """
     from .testing.roots import MakeSession
 

@@ -149,7 +149,7 @@ def _violation_lines(mode: str, runs: int, count: int, violation: Violation) -> 
         lines.append(f"{_INDENT}(no sessions)")
     for session_id, documents in sessions[:MAX_SESSIONS]:
         noun = "file" if len(documents) == 1 else "files"
-        lines.append(f"{_INDENT}session {session_id!r} ({len(documents)} {noun} that parse)")
+        lines.append(f"{_INDENT}session {session_id!r} ({len(documents)} {noun} that parsed)")
         for filename, document in sorted(documents.items())[:MAX_FILES]:
             lines.extend(_INDENT + line for line in _document_lines(filename, document))
         if len(documents) > MAX_FILES:
