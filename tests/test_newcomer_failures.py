@@ -137,9 +137,7 @@ def test_reports_have_short_reprs(pytester: pytest.Pytester) -> None:
 
 def test_crash_report_repr_is_short(crash: CrashInjector, make_session) -> None:
     make_session("s", files={"a.json": {"n": 0}})
-    report = crash.explore(
-        lambda: StateManager("s").update_json("a.json", {"n": 1}), mode="error"
-    )
+    report = crash.explore(lambda: StateManager("s").update_json("a.json", {"n": 1}), mode="error")
     assert repr(report) == (
         f"<CrashReport mode='error' runs={report.runs} crashes={len(report.crashes)} "
         "violations=0 errors=0>"
@@ -176,7 +174,10 @@ def test_a_bare_assert_without_rewriting_names_the_line(crash: CrashInjector, ma
     make_session("s", files={"a.json": {"n": 0}})
     namespace: dict[str, object] = {}
     # Compiled here, so pytest's assertion rewriting does not give it a message.
-    exec(compile("def check(snapshot):\n    assert not snapshot\n", "shop_checks.py", "exec"), namespace)
+    exec(
+        compile("def check(snapshot):\n    assert not snapshot\n", "shop_checks.py", "exec"),
+        namespace,
+    )
     report = crash.explore(
         lambda: StateManager("s").update_json("a.json", {"n": 1}),
         check=namespace["check"],  # type: ignore[arg-type]

@@ -148,9 +148,7 @@ def test_strict_fails_a_test_that_reaches_the_real_root(
     assert not real_root.exists()
 
 
-def test_strict_error_points_at_the_users_line(
-    pytester: pytest.Pytester, real_root: Path
-) -> None:
+def test_strict_error_points_at_the_users_line(pytester: pytest.Pytester, real_root: Path) -> None:
     _ini(pytester, "strict")
     pytester.makepyfile(FORGETFUL)
     result = pytester.runpytest_subprocess()
@@ -179,9 +177,7 @@ def test_strict_leaves_the_default_alone_outside_tests(
 
 
 @pytest.mark.parametrize("value", ["sometimes", "True", ""])
-def test_a_bad_isolation_value_is_a_usage_error(
-    pytester: pytest.Pytester, value: str
-) -> None:
+def test_a_bad_isolation_value_is_a_usage_error(pytester: pytest.Pytester, value: str) -> None:
     pytester.makeini(f"[pytest]\nsessionstate_isolation = {value}\n")
     pytester.makepyfile("def test_never_runs(): pass")
     result = pytester.runpytest()
