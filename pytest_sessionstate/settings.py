@@ -198,7 +198,7 @@ default_settings_guard: Callable[[Settings], Settings] | None = None
 
 def current_settings() -> Settings:
     """The settings in force: the innermost :func:`use_settings`, else :data:`settings`
-    (passed through :data:`default_settings_guard` when one is set)."""
+    (passed through ``default_settings_guard`` when one is set)."""
     active = _active
     if active is not None:
         return active
