@@ -19,6 +19,7 @@ What it adds to a run:
 from __future__ import annotations
 
 import math
+import os
 import sys
 import tempfile
 import uuid
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DURABLE_INI",
+    "ISOLATION_INI",
+    "ISOLATION_MODES",
     "LOCK_TIMEOUT_INI",
     "MARKER",
     "SHARED_ROOT_WORKERINPUT",
@@ -48,6 +51,13 @@ MARKER = "sessionstate"
 LOCK_TIMEOUT_INI = "sessionstate_lock_timeout"
 #: Ini option: the run-wide default durability of the fixtures' settings.
 DURABLE_INI = "sessionstate_durable"
+#: Ini option: what a test that asked for no root gets (:data:`ISOLATION_MODES`).
+ISOLATION_INI = "sessionstate_isolation"
+#: The values of :data:`ISOLATION_INI`: ``none`` (the default: a test that asks for no
+#: root uses the real default root), ``fresh`` (every test gets a fresh root, as if it
+#: had asked for ``session_root``), ``strict`` (reaching the real default root during a
+#: test fails it, naming the fixture to use).
+ISOLATION_MODES: tuple[str, ...] = ("none", "fresh", "strict")
 #: The ``workerinput`` key through which the xdist controller hands its shared root
 #: to the workers.
 SHARED_ROOT_WORKERINPUT = "sessionstate_shared_root"
@@ -59,6 +69,11 @@ _defaults_key = pytest.StashKey[tuple[float, bool]]()
 _current_item_key: pytest.StashKey[pytest.Item | None] = pytest.StashKey()
 _shared_root_key = pytest.StashKey[Path]()
 _root_log_key: pytest.StashKey[RootLog] = pytest.StashKey()
+_isolation_key = pytest.StashKey[str]()
+_implicit_root_key = pytest.StashKey[Path]()
+_real_root_hits_key = pytest.StashKey[list[str]]()
+_injectors_key: pytest.StashKey[list[CrashInjector]] = pytest.StashKey()
+_states_key = pytest.StashKey[dict[str, tuple[int, str]]]()
 
 
 # -- options and marker ------------------------------------------------------------
@@ -79,6 +94,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="bool",
         default=True,
     )
+    parser.addini(
+        ISOLATION_INI,
+        "pytest-sessionstate: what a test that asks for no session root gets: none (the "
+        "real default root), fresh (a fresh root, as if it asked for session_root) or "
+        "strict (reaching the real root fails the test); default none",
+        type="string",
+        default="none",
+    )
 
 
 def _parse_lock_timeout(raw: object) -> float:
@@ -90,6 +113,16 @@ def _parse_lock_timeout(raw: object) -> float:
         raise pytest.UsageError(
             f"{LOCK_TIMEOUT_INI} must be a number of seconds "
             f"(0: one attempt, negative: wait forever), not {raw!r}"
+        )
+    return value
+
+
+def _read_isolation(config: pytest.Config) -> str:
+    raw = config.getini(ISOLATION_INI)
+    value = str(raw).strip().lower()
+    if value not in ISOLATION_MODES:
+        raise pytest.UsageError(
+            f"{ISOLATION_INI} must be one of {', '.join(ISOLATION_MODES)}, not {raw!r}"
         )
     return value
 
@@ -205,6 +238,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "fixtures for this test (lock timeout in seconds, fsync on write)",
     )
     config.stash[_defaults_key] = _read_defaults(config)
+    config.stash[_isolation_key] = _read_isolation(config)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "sessionstate-xdist")
     _exempt_from_freezegun()
@@ -223,14 +257,60 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         _marker_overrides(item)
 
 
+class _RealRootGuard:
+    """``sessionstate_isolation = strict``: fail a test that reaches the real root.
+
+    Installed as :data:`pytest_sessionstate.settings.default_settings_guard` while
+    a test runs, so it is consulted only when no ``use_settings`` block (no
+    fixture) is in force.  It raises ``pytest.fail``'s exception (a
+    ``BaseException``, so an ``except Exception`` in the code under test does not
+    swallow it) and records the hit, so a test that swallowed it all the same
+    fails in its report.
+    """
+
+    def __init__(self, item: pytest.Item) -> None:
+        self.item = item
+
+    def __call__(self, default: Settings) -> Settings:
+        __tracebackhide__ = True
+        message = (
+            f"{ISOLATION_INI} = strict: this test reached the real session root "
+            f"{default.root} (StateManager, get_session_or_raise or list_sessions "
+            "without settings=, and no fixture in force). Ask for the session_root "
+            "fixture (or make_session / session_settings): the default settings then "
+            "point at a fresh temporary root for the whole test. In a @given test, "
+            "make one root per example with: with session_root_factory() as settings: ..."
+        )
+        self.item.stash.setdefault(_real_root_hits_key, []).append(message)
+        pytest.fail(message)
+
+
+def _settings_module() -> Any:
+    # ``pytest_sessionstate.settings`` the attribute is the default Settings object,
+    # not the module: reach the module itself.
+    return sys.modules[Settings.__module__]
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
-    """Remember the running test, for the session-scoped ``session_root_factory``."""
+    """Remember the running test (for ``session_root_factory`` and the roots the
+    toolkit makes on its own); with ``sessionstate_isolation = strict``, guard the
+    real root while it runs."""
     item.config.stash[_current_item_key] = item
+    strict = item.config.stash.get(_isolation_key, "none") == "strict"
+    if strict:
+        _settings_module().default_settings_guard = _RealRootGuard(item)
+    roots: Any = sys.modules.get("pytest_sessionstate.testing.roots")
+    if roots is not None:  # imported by the toolkit: listen for the roots it makes
+        roots.root_listener = lambda label, text: _log_state(item, label, text)
     try:
         yield
     finally:
         item.config.stash[_current_item_key] = None
+        if strict:
+            _settings_module().default_settings_guard = None
+        if roots is not None:
+            roots.root_listener = None
 
 
 def _log_root(item: pytest.Item | None, root: Path, label: str) -> None:
@@ -244,35 +324,151 @@ def _log_root(item: pytest.Item | None, root: Path, label: str) -> None:
     log.add(root, label)
 
 
-def _reported_roots(item: pytest.Item) -> list[tuple[Path, str]]:
-    roots: list[tuple[Path, str]] = []
+def _log_state(item: pytest.Item, label: str, text: str) -> None:
+    """Keep the last rendered state of a removed toolkit root, and count them."""
+    states = item.stash.setdefault(_states_key, {})
+    count = states.get(label, (0, ""))[0]
+    states[label] = (count + 1, text)
+
+
+def _reported_states(item: pytest.Item) -> str:
+    blocks = []
+    for label, (count, text) in item.stash.get(_states_key, {}).items():
+        runs = "the only run" if count == 1 else f"the last of {count} runs"
+        blocks.append(f"{label}: {runs}, as its teardown found it (then removed)\n{text}")
+    return "\n".join(blocks)
+
+
+def _reported_roots(item: pytest.Item) -> tuple[list[tuple[Path, str]], list[str]]:
+    """The roots to show for ``item``, and notes on the ones left out.
+
+    Of a label with several roots (``session_root_factory`` in a ``@given`` test,
+    one per example; ``SessionStateMachine``, one per run), the roots that no
+    longer exist are counted, not listed: the one left is the last example's,
+    which after a failure is the failing one.  The root that
+    ``sessionstate_isolation = fresh`` gave a test that asked for none is shown
+    only if it holds something.
+    """
+    logged: list[tuple[Path, str]] = []
     log = item.stash.get(_root_log_key, None)
     if log is not None:
-        roots.extend(log.items())
+        logged.extend(log.items())
+    per_label: dict[str, int] = {}
+    for _, label in logged:
+        per_label[label] = per_label.get(label, 0) + 1
+    implicit = item.stash.get(_implicit_root_key, None)
+    roots: list[tuple[Path, str]] = []
+    gone: dict[str, int] = {}
+    for root, label in logged:
+        if root == implicit and not _has_entries(root):
+            continue
+        if per_label[label] > 1 and not root.exists():
+            gone[label] = gone.get(label, 0) + 1
+            continue
+        roots.append((root, label))
+    notes = [
+        f"{label}: {count} earlier root{'' if count == 1 else 's'} not shown "
+        "(removed when the next one was made)"
+        for label, count in gone.items()
+    ]
     shared = item.config.stash.get(_shared_root_key, None)
     if (
         shared is not None
         and "shared_session_root" in getattr(item, "fixturenames", ())
-        and all(root != shared for root, _ in roots)
+        and all(root != shared for root, _ in logged)
     ):
         roots.append((shared, "shared_session_root"))
-    return roots
+    return roots, notes
+
+
+def _has_entries(root: Path) -> bool:
+    try:
+        with os.scandir(root) as entries:
+            return any(True for _ in entries)
+    except OSError:
+        return False
+
+
+#: The plugin's function-scoped fixtures: a ``@given`` test must not ask for them.
+_FUNCTION_SCOPED = ("session_root", "session_settings", "make_session", "contention", "crash")
+
+_HEALTH_CHECK_HINT = (
+    "pytest-sessionstate: {name!r} is function-scoped, so every example of a @given "
+    "test would share one session root. Ask for the session-scoped "
+    "session_root_factory fixture instead and make a fresh root per example inside "
+    "the test: with session_root_factory() as settings: ... (settings.root is the "
+    "root; ContentionSimulator(settings) and CrashInjector(settings) work on it)."
+)
+
+
+def _health_check_hint(call: pytest.CallInfo[Any]) -> str | None:
+    """The hint for Hypothesis's function-scoped-fixture health check on our fixtures."""
+    excinfo = call.excinfo
+    if excinfo is None or type(excinfo.value).__name__ != "FailedHealthCheck":
+        return None
+    text = str(excinfo.value)
+    for name in _FUNCTION_SCOPED:
+        if f"function-scoped fixture {name!r}" in text:
+            return _HEALTH_CHECK_HINT.format(name=name)
+    return None
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, Any, None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[Any]
+) -> Generator[None, Any, None]:
     """Add the ``sessionstate`` section to the report of a failing test that used
-    the fixtures: its roots, their sessions, files and (cut) contents."""
+    the fixtures: its roots, their sessions, files and (cut) contents, and the
+    state that violated a crash check.  Also: a hint on Hypothesis's health check
+    for our function-scoped fixtures, and the failure of a test that swallowed the
+    strict isolation error."""
+    hint = _health_check_hint(call)
+    if hint is not None and hasattr(call.excinfo.value, "add_note"):  # type: ignore[union-attr]
+        call.excinfo.value.add_note(hint)  # type: ignore[union-attr]
+        hint = None
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
+    hits = item.stash.get(_real_root_hits_key, None)
+    if hits:
+        item.stash[_real_root_hits_key] = []
+        if report.passed:
+            report.outcome = "failed"
+            report.longrepr = (
+                f"{hits[0]}\n(raised {len(hits)} time(s) during the {report.when} phase and "
+                "caught by the code under test)"
+            )
     if not report.failed:
         return
-    roots = _reported_roots(item)
-    if not roots:
-        return
-    from .testing.report import SECTION_NAME, render
+    from .testing.report import SECTION_NAME, render, render_crash
 
-    report.sections.append((SECTION_NAME, render(roots)))
+    if hint is not None:
+        report.sections.append((SECTION_NAME, hint + "\n"))
+    roots, notes = _reported_roots(item)
+    text = render(roots) if roots else ""
+    if notes:
+        text += "\n".join(notes) + "\n"
+    states = _reported_states(item)
+    if states:
+        text += ("\n" if text else "") + states
+    injectors: list[CrashInjector] = item.stash.get(_injectors_key, [])
+    crashes = render_crash(injectors)
+    if crashes:
+        text += ("\n" if text else "") + crashes
+    if text:
+        report.sections.append((SECTION_NAME, text))
+
+
+@pytest.fixture(autouse=True)
+def _sessionstate_isolation(request: pytest.FixtureRequest) -> None:
+    """``sessionstate_isolation = fresh``: a fresh root for a test that asked for none."""
+    if request.config.stash.get(_isolation_key, "none") != "fresh":
+        return
+    if "session_settings" in request.fixturenames:
+        return  # asked for (through session_root, make_session, contention, crash...)
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    request.node.stash[_implicit_root_key] = tmp_path / "sessions"
+    _log_root(request.node, tmp_path / "sessions", f"session_root ({ISOLATION_INI} = fresh)")
+    request.getfixturevalue("session_settings")
 
 
 # -- fixtures ------------------------------------------------------------------------
@@ -280,7 +476,8 @@ def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, Any, None]:
 
 @pytest.fixture
 def session_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
-    """The :class:`~pytest_sessionstate.Settings` in force for the test.
+    """The ``Settings`` in force for the test, made the default for the whole test:
+    code calling ``StateManager(session_id)`` lands in its fresh root (``session_root``).
 
     Its root is ``session_root``: a fresh, empty directory.  ``lock_timeout`` and
     ``durable`` come from the ini options ``sessionstate_lock_timeout`` /
@@ -299,7 +496,9 @@ def session_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
 
 @pytest.fixture
 def session_root(session_settings: Settings) -> Path:
-    """A fresh, empty directory (``Path``) that is the test's session root.
+    """A fresh, empty directory (``Path``), the test's session root: for the whole
+    test, code calling ``StateManager(session_id)`` without ``settings=`` lands
+    there, not in the real root.  Not for @given tests: use session_root_factory.
 
     For the whole test the default settings point at it (``use_settings``), so
     ``StateManager(session_id)`` without ``settings=`` lands here; restored after
@@ -311,13 +510,13 @@ def session_root(session_settings: Settings) -> Path:
 
 @pytest.fixture
 def make_session(request: pytest.FixtureRequest, session_settings: Settings) -> MakeSession:
-    """Make sessions in the test's root: ``make_session(session_id=None, files=None)``.
+    """Make sessions with initial files in the test's fresh root:
+    ``make_session(session_id=None, files=None)`` returns the session's
+    ``StateManager``.  Annotate with ``pytest_sessionstate.MakeSession``.
 
-    Returns the session's :class:`~pytest_sessionstate.StateManager`.  ``None``
-    as id picks a unique one; ``files`` maps filename to initial document, e.g.
-    ``make_session("cart", {"session.json": {"items": []}})``.  Pass
-    ``settings=`` to make it elsewhere (``Settings(shared_session_root)``).
-    Annotate with :class:`pytest_sessionstate.MakeSession`.
+    ``None`` as id picks a unique one; ``files`` maps filename to initial
+    document, e.g. ``make_session("cart", {"session.json": {"items": []}})``.
+    Pass ``settings=`` to make it elsewhere (``Settings(shared_session_root)``).
     """
     from .testing.roots import MakeSession
 
@@ -329,7 +528,9 @@ def make_session(request: pytest.FixtureRequest, session_settings: Settings) -> 
 def session_root_factory(
     pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
 ) -> SessionRootFactory:
-    """Fresh roots for Hypothesis tests: ``with session_root_factory() as settings:``.
+    """A fresh root per Hypothesis example: ``with session_root_factory() as settings:``
+    makes a new root the default inside the block.  Session-scoped, so @given tests
+    may use it.  Annotate with ``pytest_sessionstate.SessionRootFactory``.
 
     Each call makes a new, empty directory and makes ``Settings(that directory)``
     the default settings inside the block.  Session-scoped, so a ``@given`` test
@@ -367,7 +568,8 @@ def _make_shared_root(factory: pytest.TempPathFactory | None, uid: str) -> Path:
 def shared_session_root(
     pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """One directory (``Path``) shared by every test of the run, on every xdist worker.
+    """One directory (``Path``) shared by every test of the run, on every xdist
+    worker; not made the default: use ``Settings(shared_session_root)``.
 
     With pytest-xdist the controller makes it and hands its path to the workers,
     so tests on all (local) workers see the same directory; without xdist it is a
@@ -389,7 +591,14 @@ def shared_session_root(
 
 @pytest.fixture
 def contention(session_settings: Settings) -> Iterator[ContentionSimulator]:
-    """A :class:`~pytest_sessionstate.ContentionSimulator` bound to the test's settings."""
+    """Run code under contention in the test's root: ``run`` (many processes or
+    threads at once), ``hold_lock`` / ``stale_lock`` (a busy or a dead holder),
+    ``interleave`` (a race replayed on every run).  Annotate with
+    ``pytest_sessionstate.ContentionSimulator``.
+
+    Bound to the test's settings (``session_settings``); worker processes still
+    running when the test ends are killed.  See docs/contention.rst.
+    """
     from .testing.contention import ContentionSimulator
 
     simulator = ContentionSimulator(session_settings)
@@ -400,11 +609,19 @@ def contention(session_settings: Settings) -> Iterator[ContentionSimulator]:
 
 
 @pytest.fixture
-def crash(session_settings: Settings) -> Iterator[CrashInjector]:
-    """A :class:`~pytest_sessionstate.CrashInjector` bound to the test's settings."""
+def crash(request: pytest.FixtureRequest, session_settings: Settings) -> Iterator[CrashInjector]:
+    """Crash code in the test's root: ``explore`` (kill, fail or power-cut a target
+    at every write step and check what is left), ``fail_at`` (make one step fail
+    with an OSError).  Annotate with ``pytest_sessionstate.CrashInjector``.
+
+    Bound to the test's settings (``session_settings``); faults still installed
+    when the test ends are removed.  A failing test's report shows the state
+    behind an exploration's first violation.  See docs/crash.rst.
+    """
     from .testing.crash import CrashInjector
 
     injector = CrashInjector(session_settings)
+    request.node.stash.setdefault(_injectors_key, []).append(injector)
     try:
         yield injector
     finally:

@@ -13,7 +13,7 @@ import math
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Union
@@ -189,10 +189,21 @@ _blocks: list[tuple[object, Settings]] = []
 _active_lock = threading.Lock()
 
 
+#: Consulted by :func:`current_settings` when no :func:`use_settings` block is active:
+#: called with :data:`settings`, it returns the settings to use or raises.  None (the
+#: default) costs nothing.  The pytest plugin sets it for the isolation ini option
+#: (``sessionstate_isolation = strict``) to fail a test that reaches the real root.
+default_settings_guard: Callable[[Settings], Settings] | None = None
+
+
 def current_settings() -> Settings:
-    """The settings in force: the innermost :func:`use_settings`, else :data:`settings`."""
+    """The settings in force: the innermost :func:`use_settings`, else :data:`settings`
+    (passed through ``default_settings_guard`` when one is set)."""
     active = _active
-    return settings if active is None else active
+    if active is not None:
+        return active
+    guard = default_settings_guard
+    return settings if guard is None else guard(settings)
 
 
 @contextmanager

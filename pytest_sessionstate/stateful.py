@@ -39,24 +39,28 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from . import dotpath
 from .errors import SessionLockError, SessionNotFoundError, SessionValueError
 from .fsops import is_temp_name
+from .names import validate_name
 from .probes import WRITE_POINTS
 from .settings import Settings
 from .state import LOCK_FILENAME, StateManager
-from .strategies import documents, dot_path_updates, dot_paths, filenames
+from .strategies import documents, dot_path_updates, dot_paths
+from .strategies import filenames as any_filename
 from .testing.crash import CrashInjector
+from .testing.roots import announce_root
 
 __all__ = ["FILENAMES", "SessionStateMachine"]
 
 JSONObject = dict[str, Any]
 
-#: The filenames the rules draw from: few, so that steps meet the same files
-#: again (a read after a write, an update after a delete...).
+#: The default of :attr:`SessionStateMachine.filenames`: few, so that steps meet
+#: the same files again (a read after a write, an update after a delete...).
 FILENAMES: tuple[str, ...] = ("session.json", "data.json", "notes")
 
 #: Probe points at or after which a write that fails has already replaced the file.
 _AFTER_REPLACE = frozenset(WRITE_POINTS[WRITE_POINTS.index("replaced") :])
 
-_files = st.sampled_from(FILENAMES)
+# Drawn from the running machine's ``filenames``, so a subclass's files are used.
+_files = st.runner().flatmap(lambda machine: st.sampled_from(machine.filenames))
 _optional_documents = st.one_of(st.none(), documents())
 
 
@@ -85,22 +89,51 @@ class SessionStateMachine(RuleBasedStateMachine):
     :ivar model: filename -> the document the file must hold.  A rule that
         changes the session through other code updates it too.
 
-    Bounded runs for CI: ``@settings(max_examples=25, stateful_step_count=20)``
-    on a subclass, or ``TestSessions.settings = settings(...)``.
+    Bounded runs for CI: put ``@settings(max_examples=25, stateful_step_count=20,
+    deadline=None)`` on a subclass (``TestSessions = Sub.TestCase``).  Do not
+    assign to ``SessionStateMachine.TestCase.settings``: Hypothesis makes one
+    ``TestCase`` per class, so that would change the settings of everyone who
+    runs this class in the process.  Keep ``deadline=None``: file system calls on
+    a busy machine do not keep to Hypothesis's 200 ms.
+
+    The rules draw filenames from :attr:`filenames`; set it on a subclass to the
+    files your code works on, so the base rules (writes of random documents,
+    deletes, failed writes) hit those files between your rules.  Hypothesis picks
+    among the rules whose preconditions hold with equal chances: to run your
+    rules more often, bind the same rule under more names (``checkout_again =
+    checkout``) or drop base rules you do not need (``read_elsewhere = None``).
+    See ``docs/strategies.rst``.
+
+    Under pytest, the report of a failing test shows what the last run's root
+    held at its teardown (section ``sessionstate``): after a failure, the state of
+    the shrunk, failing run.
     """
 
     #: The id of the session the machine drives.
     session_id: ClassVar[str] = "machine"
+    #: The filenames the rules work on: few, so steps meet the same files again.
+    #: Set it on a subclass to your code's files (valid filenames, at least one).
+    filenames: ClassVar[tuple[str, ...]] = FILENAMES
 
     def __init__(self) -> None:
         super().__init__()
+        names = type(self).filenames
+        if isinstance(names, str) or not isinstance(names, (tuple, list)) or not names:
+            raise TypeError(
+                f"{type(self).__name__}.filenames must be a non-empty tuple of filenames, "
+                f"not {names!r}"
+            )
+        for name in names:
+            validate_name(name, "filename")
         self.root = Path(tempfile.mkdtemp(prefix="sessionstate-machine-"))
         self.settings: Settings = Settings(self.root, durable=False, lock_timeout=10.0)
         self.manager: StateManager = self.make_manager()
         self.model: dict[str, JSONObject] = {}
 
     def teardown(self) -> None:
-        """Remove the run's root."""
+        """Remove the run's root (under the pytest plugin, after recording what it
+        holds for the report of a failing test)."""
+        announce_root(self.root, "SessionStateMachine")
         shutil.rmtree(self.root, ignore_errors=True)
 
     # -- hooks --------------------------------------------------------------------------
@@ -255,7 +288,7 @@ class SessionStateMachine(RuleBasedStateMachine):
         else:
             self._expect_missing(filename)
 
-    @rule(filename=filenames())
+    @rule(filename=any_filename())
     def read_elsewhere(self, filename: str) -> None:
         """A valid filename the machine never wrote is not found."""
         if filename not in self.model:

@@ -29,11 +29,13 @@ The parts live in :mod:`~pytest_sessionstate.testing.workers`,
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
+from ..errors import SessionError
 from ..settings import Settings, current_settings
 from ..state import StateManager
 from . import interleave as _interleave
@@ -73,6 +75,17 @@ def _check_count(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1 (1, 2, 3, ...); got {value!r}")
     return value
+
+
+def _remove_if_empty(manager: StateManager) -> None:
+    """Remove a session that holds no file, if its lock is free at once (else, or if
+    it holds files, someone is using it: leave it)."""
+    try:
+        with manager.lock(timeout=0):
+            if manager.exists() and not manager.list_files():
+                manager.delete()
+    except (SessionError, OSError):
+        pass
 
 
 def _check_timeout(name: str, value: object) -> float:
@@ -213,7 +226,10 @@ class ContentionSimulator:
         """Have another process hold the session's lock for the ``with`` block.
 
         The block starts once the other process really holds the lock; on exit
-        (also on exception) it releases the lock and is reaped.
+        (also on exception) it releases the lock and is reaped.  Taking the lock
+        of a session that does not exist creates its directory and lock file; if
+        the session did not exist before the block and holds no file after it,
+        it is removed again: ``hold_lock("never-made")`` leaves nothing behind.
 
         :param session: a :class:`~pytest_sessionstate.StateManager`, or a session id
             (resolved with :attr:`settings`).
@@ -224,13 +240,18 @@ class ContentionSimulator:
         """
         manager = self._manager(session)
         timeout = _check_timeout("timeout", timeout)
-        process, conn = lockholder.start_holder(self._context, manager, timeout, self._children)
+        existed = os.path.lexists(manager.session_dir)
         try:
-            yield LockHolder(
-                pid=process.pid or 0, session_id=manager.session_id, lock_file=manager.lock_file
-            )
+            process, conn = lockholder.start_holder(self._context, manager, timeout, self._children)
+            try:
+                yield LockHolder(
+                    pid=process.pid or 0, session_id=manager.session_id, lock_file=manager.lock_file
+                )
+            finally:
+                lockholder.stop_holder(process, conn, self._children, release=True)
         finally:
-            lockholder.stop_holder(process, conn, self._children, release=True)
+            if not existed:
+                _remove_if_empty(manager)
 
     def stale_lock(self, session: StateManager | str, *, timeout: float = 10.0) -> KilledHolder:
         """Leave the session as a lock holder SIGKILLed inside the lock leaves it.

@@ -28,6 +28,7 @@ from .. import probes
 from ..probes import WRITE_POINTS, ProbeEvent
 from ..settings import Settings
 from . import crashlog
+from .allornothing import check_all_or_nothing
 from .crashcheck import Check, StateChecker, show
 from .powerloss import power_cut_states
 from .snapshot import Tree, restore, take_snapshot
@@ -200,8 +201,19 @@ class CrashReport:
     def __str__(self) -> str:
         return self.summary()
 
+    def __repr__(self) -> str:
+        # Short: pytest prints it in ``assert report.ok``; the details are in summary().
+        return (
+            f"<CrashReport mode={self.mode!r} runs={self.runs} crashes={len(self.crashes)} "
+            f"violations={len(self.violations)} errors={len(self.errors)}>"
+        )
+
     def assert_ok(self) -> None:
-        """Raise ``AssertionError`` with :meth:`summary` unless :attr:`ok`."""
+        """Raise ``AssertionError`` with :meth:`summary` unless :attr:`ok`.
+
+        The failure shows the summary only, not this library's frames.
+        """
+        __tracebackhide__ = True
         if not self.ok:
             raise AssertionError(self.summary())
 
@@ -272,6 +284,10 @@ class CrashInjector:
             raise TypeError(f"CrashInjector takes a Settings, not {type(settings).__name__}")
         self.settings = settings
         self._installed: list[InjectedFault] = []
+        #: Every report :meth:`explore` made, in order (the plugin shows the state
+        #: behind the first violation in a failing test's report).
+        self.reports: list[CrashReport] = []
+        self._crash_states: list[tuple[Violation, dict[str, dict[str, Any]]]] | None = None
 
     def __repr__(self) -> str:
         return f"CrashInjector({self.settings!r})"
@@ -318,6 +334,7 @@ class CrashInjector:
         check: Check | None = None,
         max_runs: int = 1000,
         timeout: float = 60.0,
+        all_or_nothing: bool = False,
     ) -> CrashReport:
         """Crash ``target(*args, **kwargs)`` at each of its probe hits in turn; check each crash.
 
@@ -332,12 +349,25 @@ class CrashInjector:
         Finally the root is restored to its state before run 1: exploring
         changes nothing, and exploring again gives the same report.
 
+        The built-in checks are **per file**: each file on its own must hold its
+        old document or one written during the run.  A target that writes two
+        files (pay the order in ``orders.json``, then empty ``cart.json``) and is
+        killed between the two writes leaves one file new and the other old:
+        every file passes, and so does the report, in every mode.  To catch that,
+        pass ``all_or_nothing=True`` (every file old, or every file as the
+        complete run leaves it) or a ``check`` that states the invariant across
+        files (``check=lambda s: not (s["cart"]["orders.json"]["paid"] and
+        s["cart"]["cart.json"]["items"])``).
+
         :param mode: ``"kill"`` (SIGKILL in a forked child), ``"error"`` (``OSError(EIO)``
             in this process) or ``"power-loss"`` (SIGKILL, then every disk state a
             power cut may leave).
         :param check: called with {session id: {filename: document}}; fails by raising
             ``AssertionError`` or returning False.
         :param max_runs: the most runs to make.
+        :param all_or_nothing: also require that every crash leaves the whole root
+            as it was before the run or as the complete run leaves it (every file
+            old, or every file new), for targets whose writes form one change.
         :param timeout: seconds one run of a child may take before it is killed and
             reported (``kill`` and ``power-loss``).
         :raises ValueError: for a target or check that is not callable, an unknown
@@ -352,15 +382,23 @@ class CrashInjector:
         _check_int(max_runs, "max_runs", 1)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        if not isinstance(all_or_nothing, bool):
+            raise TypeError(f"all_or_nothing must be True or False, not {all_or_nothing!r}")
         arguments = tuple(args)
         keywords = dict(kwargs or {})
         timeout = float(timeout)
         root = self.settings.root
         before = take_snapshot(root)
         report = CrashReport(mode)
+        self.reports.append(report)
+        self._crash_states = [] if all_or_nothing else None
         try:
             self._loop(report, target, arguments, keywords, before, mode, check, max_runs, timeout)
+            states = self._crash_states
+            if states is not None:
+                report.violations[:] = check_all_or_nothing(report.violations, before, states)
         finally:
+            self._crash_states = None
             restore(root, before)
         return report
 
@@ -434,6 +472,9 @@ class CrashInjector:
     ) -> None:
         checker = StateChecker(self.settings, before, events, power_cut=power_cut, check=check)
         findings, snapshot = checker.run()
+        if self._crash_states is not None:
+            where = Violation(k, crash, state, None, None, "", "", snapshot)
+            self._crash_states.append((where, snapshot))
         for finding in findings:
             report.violations.append(
                 Violation(

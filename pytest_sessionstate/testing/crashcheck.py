@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import threading
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -321,12 +322,36 @@ def _run_check(check: Check, snapshot: Mapping[str, dict[str, Any]]) -> Finding 
     try:
         result = check(copy)
     except AssertionError as exc:
-        return Finding(None, None, f"check(snapshot) failed: AssertionError: {exc}", expected)
+        found = f"check(snapshot) failed: {_explain(exc)}"
+        return Finding(None, None, found, expected)
     except Exception as exc:
-        return Finding(None, None, f"check(snapshot) raised {type(exc).__name__}: {exc}", expected)
+        found = f"check(snapshot) raised {_explain(exc)}"
+        return Finding(None, None, found, expected)
     if result is False:
         return Finding(None, None, "check(snapshot) returned False", expected)
     return None
+
+
+#: How far the lines after the first of a multi-line message are indented, so they
+#: stay inside the violation's paragraph (``found`` sits at four spaces).
+_CONTINUATION = " " * 8
+
+
+def _explain(exc: BaseException) -> str:
+    """``Type: message`` on one paragraph: a multi-line message (pytest's rewritten
+    ``assert``) indented under it; for an empty one (a bare ``assert`` outside
+    pytest's rewriting), the check's line that raised."""
+    message = str(exc).strip()
+    if not message:
+        frames = traceback.extract_tb(exc.__traceback__)
+        if frames:
+            frame = frames[-1]
+            where = f"{os.path.basename(frame.filename)}:{frame.lineno}"
+            message = f"at {where}: {frame.line}" if frame.line else f"at {where}"
+        else:
+            message = "(no message)"
+    lines = message.splitlines()
+    return f"{type(exc).__name__}: " + f"\n{_CONTINUATION}".join(lines)
 
 
 def _follow_up(manager: StateManager, filename: str, document: Any) -> Finding | None:

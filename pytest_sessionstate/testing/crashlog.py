@@ -38,6 +38,7 @@ from .. import probes
 from ..clock import real_monotonic
 from ..probes import EXTRA_POINTS, WRITE_POINTS, ProbeEvent
 from ..settings import Settings, use_settings
+from . import usercall
 
 __all__ = [
     "COUNTED_POINTS",
@@ -171,7 +172,7 @@ def run_in_process(
     error: tuple[str, str, str] | None = None
     try:
         with use_settings(settings), probes.listen(recorder):
-            target(*args, **kwargs)
+            usercall.call(target, args, kwargs)
     except Exception as exc:
         if recorder.crash_event is None:
             error = describe_exception(exc)
@@ -238,7 +239,7 @@ def _child(
     status = 0
     try:
         with use_settings(settings):
-            target(*args, **kwargs)
+            usercall.call(target, args, kwargs)
     except BaseException as exc:
         status = _EXIT_RAISED
         try:

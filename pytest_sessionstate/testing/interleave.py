@@ -25,6 +25,7 @@ from typing import Any
 from .. import probes
 from ..clock import real_monotonic
 from ..probes import EXTRA_POINTS, WRITE_POINTS, ProbeEvent
+from . import usercall
 from .processes import Children
 from .results import (
     CallOutcome,
@@ -84,7 +85,7 @@ class _Call:
     ) -> None:
         self.ident = threading.get_ident()
         try:
-            self.value = function(*args, **kwargs)
+            self.value = usercall.call(function, args, kwargs)
         except BaseException as exc:
             self.error = WorkerError.from_exception(self.index, 0, exc)
         finally:

@@ -18,14 +18,26 @@ and shows a corrupt file as it is on disk.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..fsops import is_temp_name
 from ..names import is_valid_name
 
-__all__ = ["MAX_FILES", "MAX_FILE_CHARS", "MAX_SESSIONS", "SECTION_NAME", "render"]
+if TYPE_CHECKING:
+    from .crash import CrashInjector, Violation
+
+__all__ = [
+    "MAX_FILES",
+    "MAX_FILE_CHARS",
+    "MAX_SESSIONS",
+    "SECTION_NAME",
+    "render",
+    "render_crash",
+]
 
 #: The report section's title, as pytest prints it: ``---- sessionstate ----``.
 SECTION_NAME = "sessionstate"
@@ -110,3 +122,57 @@ def render(roots: Iterable[tuple[Path, str]]) -> str:
     """
     blocks = ["\n".join(_root_lines(Path(root), label)) for root, label in roots]
     return "\n\n".join(blocks) + "\n"
+
+
+def _document_lines(filename: str, document: Any) -> list[str]:
+    text = json.dumps(document, indent=2, ensure_ascii=False)
+    header = f"  {filename}"
+    tail: list[str] = []
+    if len(text) > MAX_FILE_CHARS:
+        tail = [f"{_INDENT}[... {len(text) - MAX_FILE_CHARS} more characters]"]
+        text = text[:MAX_FILE_CHARS]
+        header += f", first {MAX_FILE_CHARS} characters"
+    return [header + ":", *(_INDENT + line for line in text.splitlines()), *tail]
+
+
+def _violation_lines(mode: str, runs: int, count: int, violation: Violation) -> list[str]:
+    noun = "violation" if count == 1 else "violations"
+    lines = [
+        f"crash.explore (mode {mode!r}, {runs} runs, {count} {noun}): the state of the "
+        "first violation (the root itself was restored after the exploration)"
+    ]
+    lines.extend(
+        line for line in violation.description.splitlines() if not line.startswith("    snapshot: ")
+    )
+    sessions = sorted(violation.snapshot.items())
+    if not sessions:
+        lines.append(f"{_INDENT}(no sessions)")
+    for session_id, documents in sessions[:MAX_SESSIONS]:
+        noun = "file" if len(documents) == 1 else "files"
+        lines.append(f"{_INDENT}session {session_id!r} ({len(documents)} {noun} that parsed)")
+        for filename, document in sorted(documents.items())[:MAX_FILES]:
+            lines.extend(_INDENT + line for line in _document_lines(filename, document))
+        if len(documents) > MAX_FILES:
+            lines.append(f"{_INDENT}  [... {len(documents) - MAX_FILES} more files]")
+    if len(sessions) > MAX_SESSIONS:
+        lines.append(f"{_INDENT}[... {len(sessions) - MAX_SESSIONS} more sessions]")
+    return lines
+
+
+def render_crash(injectors: Iterable[CrashInjector]) -> str:
+    """The state behind the first violation of each failed exploration of ``injectors``.
+
+    ``crash.explore`` restores the root when it is done, so the root's own block
+    shows the state before the exploration; this shows the one that failed a check
+    (the documents that parsed; the violation says what did not).  Empty if no
+    exploration found a violation.
+    """
+    blocks = []
+    for injector in injectors:
+        for report in injector.reports:
+            if report.violations:
+                lines = _violation_lines(
+                    report.mode, report.runs, len(report.violations), report.violations[0]
+                )
+                blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n" if blocks else ""

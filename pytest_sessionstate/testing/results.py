@@ -12,6 +12,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+from .usercall import HOP_MODULE
+
 __all__ = [
     "CallOutcome",
     "ContentionError",
@@ -64,11 +66,20 @@ def safe_str(value: object) -> str:
 
 
 def format_traceback(exc: BaseException) -> str:
-    """The traceback text of ``exc``, without the worker loop's own frame on top."""
+    """The traceback text of ``exc``, without the worker loop's own frames on top
+    (the loop calling the target, and :mod:`~pytest_sessionstate.testing.usercall`'s
+    neutral frames)."""
     tb = exc.__traceback__
     if tb is not None and tb.tb_next is not None:
         tb = tb.tb_next  # the first frame is the simulator calling the target
+    while tb is not None and tb.tb_next is not None and _is_call_frame(tb.tb_frame.f_globals):
+        tb = tb.tb_next
     return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _is_call_frame(frame_globals: dict[str, Any]) -> bool:
+    name = frame_globals.get("__name__")
+    return name in (HOP_MODULE, __package__ + ".usercall")
 
 
 @dataclass(frozen=True)
@@ -124,13 +135,44 @@ class WorkerError:
         return text
 
 
+def _group(errors: list[WorkerError]) -> list[list[WorkerError]]:
+    """The errors grouped by what they say (type, message, traceback), in order of
+    first appearance."""
+    groups: dict[tuple[str, str, str], list[WorkerError]] = {}
+    for error in errors:
+        groups.setdefault((error.exc_type, error.message, error.traceback), []).append(error)
+    return list(groups.values())
+
+
+def _describe_group(group: list[WorkerError]) -> str:
+    """One paragraph for errors that say the same thing: who, what, one traceback."""
+    first = group[0]
+    if len(group) == 1:
+        return first.describe()
+    workers = len({error.worker for error in group})
+    if workers == len(group):
+        who = f"{workers} workers"
+    else:
+        who = f"{len(group)} calls by {workers} worker{'' if workers == 1 else 's'}"
+    places = "; ".join(error.where for error in group[:_ERRORS_SHOWN])
+    if len(group) > _ERRORS_SHOWN:
+        places += f"; ... and {len(group) - _ERRORS_SHOWN} more"
+    text = f"{who} raised {first.exc_type}: {first.message}\n({places})"
+    if first.traceback:
+        text += "\n" + first.traceback.rstrip()
+    return text
+
+
 def _raise_for(errors: list[WorkerError], headline: str) -> None:
+    __tracebackhide__ = True
     if not errors:
         return
+    groups = _group(errors)
     parts = [headline]
-    parts.extend(error.describe() for error in errors[:_ERRORS_SHOWN])
-    if len(errors) > _ERRORS_SHOWN:
-        parts.append(f"... and {len(errors) - _ERRORS_SHOWN} more")
+    parts.extend(_describe_group(group) for group in groups[:_ERRORS_SHOWN])
+    if len(groups) > _ERRORS_SHOWN:
+        rest = sum(len(group) for group in groups[_ERRORS_SHOWN:])
+        parts.append(f"... and {rest} more ({len(groups) - _ERRORS_SHOWN} other kinds)")
     cause = next((error.exception for error in errors if error.exception is not None), None)
     raise ContentionError("\n\n".join(parts), errors) from cause
 
@@ -168,12 +210,21 @@ class ContentionResult:
         """True if every call of every worker returned."""
         return not self.errors
 
+    def __repr__(self) -> str:
+        # Short: pytest prints it in ``assert result.ok``; raise_errors() has the details.
+        return (
+            f"<ContentionResult mode={self.mode!r} workers={self.workers} "
+            f"iterations={self.iterations} returns={len(self.returns)} "
+            f"errors={len(self.errors)}>"
+        )
+
     def raise_errors(self) -> None:
         """Do nothing if :attr:`ok`; else raise :class:`ContentionError` describing every
         error (type, message, traceback), chained to the first original exception.
 
         :raises ContentionError: if any call failed or any worker did not finish.
         """
+        __tracebackhide__ = True
         calls = self.workers * self.iterations
         headline = f"{len(self.errors)} error(s) in {calls} call(s) by {self.workers} worker(s)"
         if self.timed_out:
@@ -229,6 +280,7 @@ class InterleaveResult:
 
         :raises ContentionError: if either call failed (see :meth:`raise_errors`).
         """
+        __tracebackhide__ = True
         self.raise_errors()
         return self.first.value, self.second.value
 
@@ -242,4 +294,5 @@ class InterleaveResult:
 
         :raises ContentionError: describing each failed call.
         """
+        __tracebackhide__ = True
         _raise_for(self.errors, "interleave: a call failed (worker 0 is first, 1 is second):")

@@ -27,7 +27,28 @@ from ..names import validate_name
 from ..settings import Settings, use_settings
 from ..state import StateManager
 
-__all__ = ["MakeSession", "RootLog", "SessionRootFactory"]
+__all__ = ["MakeSession", "RootLog", "SessionRootFactory", "announce_root", "root_listener"]
+
+#: Set by the pytest plugin while a test runs (None otherwise): called with
+#: ``(label, text)`` by :func:`announce_root` for a root the toolkit made on its
+#: own and is about to remove, ``text`` being what the root holds, rendered for
+#: the report of a failing test.
+root_listener: Callable[[str, str], None] | None = None
+
+
+def announce_root(root: Path, label: str) -> None:
+    """Record what ``root`` holds for the running test's report, before its removal.
+
+    Used by :class:`~pytest_sessionstate.stateful.SessionStateMachine`, whose
+    roots are gone by the time a report is made.  Does nothing (and costs nothing)
+    outside pytest.
+    """
+    listener = root_listener
+    if listener is None:
+        return
+    from .report import render
+
+    listener(label, render([(root, label)]))
 
 
 class RootLog:

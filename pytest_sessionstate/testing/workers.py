@@ -38,6 +38,7 @@ from .. import probes
 from ..clock import real_monotonic
 from ..probes import ProbeEvent
 from ..settings import Settings, current_settings, use_settings
+from . import usercall
 from .processes import (
     Children,
     check_picklable,
@@ -127,7 +128,7 @@ def _call_loop(
         if stopped():
             return
         try:
-            value = target(*args, **kwargs)
+            value = usercall.call(target, args, kwargs)
         except BaseException as exc:
             raised(iteration, exc)
             if not isinstance(exc, Exception):  # SystemExit, KeyboardInterrupt: stop here

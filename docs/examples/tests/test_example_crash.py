@@ -94,6 +94,22 @@ def test_naive_checkout_is_all_or_nothing(crash: CrashInjector):
     report.assert_ok()  # AssertionError: run 6, crashed right after 'replaced' (order.json...
 
 
+def test_all_or_nothing_finds_the_naive_checkout_without_a_check(crash: CrashInjector):
+    manager = StateManager("shop-3")
+    manager.write_json("order.json", {"id": 9, "paid": False})
+    manager.write_json("cart.json", {"items": ["tea"]})
+
+    # The built-in checks are per file: each file is old or new, so this passes...
+    assert crash.explore(workflow_app.naive_checkout, args=("shop-3",)).ok
+    # ...while the whole root must be all old or all new with all_or_nothing=True.
+    report = crash.explore(workflow_app.naive_checkout, args=("shop-3",), all_or_nothing=True)
+    assert not report.ok
+    assert report.violations[0].found == (
+        "a mix of old and new files: cart.json (session 'shop-3') old, "
+        "order.json (session 'shop-3') new"
+    )
+
+
 @pytest.mark.sessionstate(durable=False)
 def test_without_fsync_a_power_cut_can_empty_the_session(crash: CrashInjector):
     workflow_app.start_workflow("wf-3")

@@ -112,9 +112,13 @@ TestSessionMachine = SessionMachine.TestCase
 class WorkflowMachine(SessionStateMachine):
     """The base machine's rules, plus the app's own operations on the same session.
 
-    The base rules also write random documents to ``session.json``, so the app
-    meets files it did not write: the model says what it must do with them.
+    The base rules work on the app's file only (``filenames``) and write random
+    documents to it, so the app meets files it did not write: the model says what
+    it must do with them.  ``complete_step`` is bound twice so that it is drawn
+    as often as two base rules.
     """
+
+    filenames = (workflow_app.SESSION_FILE,)
 
     @rule()
     def start_workflow(self) -> None:
@@ -141,6 +145,8 @@ class WorkflowMachine(SessionStateMachine):
                 return
             assert workflow_app.complete_step(self.session_id, step) == expected
         self.model[workflow_app.SESSION_FILE] = expected
+
+    complete_another_step = complete_step
 
 
 TestWorkflowMachine = WorkflowMachine.TestCase
