@@ -114,10 +114,7 @@ class StateManager:
         )
 
     def _read(self, filename: str, dir_fd: int = -1) -> JSONObject:
-        return self._read_checked(filename, dir_fd)[0]
-
-    def _read_checked(self, filename: str, dir_fd: int = -1) -> tuple[JSONObject, bool]:
-        """The document (fresh, exact JSON: see :func:`codec.decode`), and True.
+        """The document (fresh, exact JSON: see :func:`codec.decode`).
 
         :param dir_fd: the locked session directory; -1 to open it (a lock-free read).
         """
@@ -137,7 +134,7 @@ class StateManager:
             probes.emit(
                 ProbeEvent("read", self.session_dir, filename, durable=self.settings.durable)
             )
-        return document, True
+        return document
 
     def _read_at(self, dir_fd: int, filename: str, path: str) -> bytes:
         try:
