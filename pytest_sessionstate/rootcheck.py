@@ -439,9 +439,19 @@ class _Scanner:
         if stat.S_ISLNK(mode):
             session.others.append(name)
             self._symlink(dir_fd, name, path, session_id)
-        elif is_temp_name(name) and stat.S_ISREG(mode):
-            session.temps.append(name)
-            self.pending_temps.append((session, name))
+        elif is_temp_name(name):
+            if stat.S_ISREG(mode):
+                session.temps.append(name)
+                self.pending_temps.append((session, name))
+            else:
+                session.others.append(name)
+                self._find(
+                    "not-regular",
+                    path,
+                    f"{_article(_type_of(mode))} with a temp file's name",
+                    session_id,
+                    type=_type_of(mode),
+                )
         elif not is_valid_name(name):
             session.others.append(name)
             self._find(
