@@ -100,8 +100,23 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
+_CHUNK = 1 << 16
+
+
 def _write(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
+    """Write a line; a long one in flushed chunks.
+
+    A reader that goes away (``| head``) in the middle of one big write makes
+    that write short, and the standard buffered writer then drops the rest
+    without an error: in chunks, the next one fails with BrokenPipeError.
+    """
+    text += "\n"
+    if len(text) <= _CHUNK:
+        sys.stdout.write(text)
+        return
+    for start in range(0, len(text), _CHUNK):
+        sys.stdout.write(text[start : start + _CHUNK])
+        sys.stdout.flush()
 
 
 def _seconds(text: str) -> float:
