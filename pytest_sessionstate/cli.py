@@ -28,6 +28,7 @@ import contextlib
 import json
 import math
 import os
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -36,7 +37,7 @@ from typing import Any, NoReturn
 from . import __version__, dotpath
 from .errors import SessionError, SessionNotFoundError, SessionValueError
 from .names import validate_name
-from .rootcheck import check_root, open_root
+from .rootcheck import article, check_root, open_root, type_of
 from .rootrepair import Action, repair_root
 from .settings import ROOT_ENV_VAR, Settings, current_settings
 from .state import StateManager, get_session_or_raise, list_sessions
@@ -197,6 +198,23 @@ def _json_type(value: Any) -> str:
 # -- commands --------------------------------------------------------------------------
 
 
+def _refuse_special(manager: StateManager, filename: str) -> None:
+    """Refuse a document that is a FIFO, a device or a directory, before it is read.
+
+    Opening a FIFO for reading blocks until a writer comes: the command would hang.
+    (A symlink is refused by the state manager itself.)
+    """
+    try:
+        info = os.lstat(manager.session_dir / filename)
+    except OSError:
+        return  # missing: the state manager words the error
+    if not stat.S_ISREG(info.st_mode) and not stat.S_ISLNK(info.st_mode):
+        raise Failure(
+            f"{manager.session_id}/{filename} is {article(type_of(info.st_mode))}, not a"
+            " regular file; refusing to read it"
+        )
+
+
 def _modified(mtime: float) -> str:
     return datetime.fromtimestamp(mtime).astimezone().isoformat(timespec="seconds")
 
@@ -254,12 +272,13 @@ def _cmd_show(args: argparse.Namespace) -> int:
     status = EXIT_OK
     for index, name in enumerate(names):
         try:
+            _refuse_special(manager, name)
             document = manager.read_json(name)
         except SessionNotFoundError:
             if not headers:
                 raise
             continue  # deleted since it was listed
-        except SessionError as exc:
+        except (SessionError, Failure) as exc:
             if not headers:
                 raise
             _error(args.prog, str(exc))
@@ -287,6 +306,7 @@ def _cmd_get(args: argparse.Namespace) -> int:
     filename = _valid(args.file, "filename")
     segments = _segments(args.dotpath) if args.dotpath is not None else ()
     manager = get_session_or_raise(session_id, settings=settings)
+    _refuse_special(manager, filename)
     value: Any = manager.read_json(filename)
     for depth, segment in enumerate(segments):
         if not isinstance(value, dict):
@@ -309,6 +329,7 @@ def _cmd_set(args: argparse.Namespace) -> int:
     segments = _segments(args.dotpath)
     value = _parse_json_argument(args.value)
     manager = StateManager(session_id, settings=settings)
+    _refuse_special(manager, filename)
     if args.create:
         with manager.transaction(filename, default={}) as document:
             updated = dotpath.apply_updates(document, {segments: value})

@@ -57,7 +57,9 @@ __all__ = [
     "check_root",
     "is_temp_name",
     "is_valid_name",
+    "article",
     "open_root",
+    "type_of",
 ]
 
 #: The widest mode of a session file (documents and the lock file).
@@ -230,7 +232,8 @@ class CheckReport:
         }
 
 
-def _type_of(mode: int) -> str:
+def type_of(mode: int) -> str:
+    """What a ``st_mode`` is, in words (``"FIFO"``, ``"directory"``...)."""
     if stat.S_ISDIR(mode):
         return "directory"
     if stat.S_ISREG(mode):
@@ -248,7 +251,8 @@ def _type_of(mode: int) -> str:
     return "entry of unknown type"
 
 
-def _article(noun: str) -> str:
+def article(noun: str) -> str:
+    """``noun`` with its indefinite article."""
     return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
 
 
@@ -364,15 +368,15 @@ class _Scanner:
                 self._find(
                     "stray",
                     name,
-                    f"{_article(_type_of(info.st_mode))} whose name is not a valid session id;"
+                    f"{article(type_of(info.st_mode))} whose name is not a valid session id;"
                     " the state manager ignores it",
                 )
             elif not stat.S_ISDIR(info.st_mode):
                 self._find(
                     "not-a-directory",
                     name,
-                    f"{_article(_type_of(info.st_mode))} where a session directory belongs",
-                    type=_type_of(info.st_mode),
+                    f"{article(type_of(info.st_mode))} where a session directory belongs",
+                    type=type_of(info.st_mode),
                 )
             else:
                 self._scan_session(name)
@@ -427,10 +431,10 @@ class _Scanner:
                 self._find(
                     "not-regular",
                     path,
-                    f"{_article(_type_of(mode))} where the lock file belongs: every lock of"
+                    f"{article(type_of(mode))} where the lock file belongs: every lock of"
                     " this session fails",
                     session_id,
-                    type=_type_of(mode),
+                    type=type_of(mode),
                 )
             else:
                 session.lock_key = file_key(info)
@@ -448,28 +452,27 @@ class _Scanner:
                 self._find(
                     "not-regular",
                     path,
-                    f"{_article(_type_of(mode))} with a temp file's name",
+                    f"{article(type_of(mode))} with a temp file's name",
                     session_id,
-                    type=_type_of(mode),
+                    type=type_of(mode),
                 )
         elif not is_valid_name(name):
             session.others.append(name)
             self._find(
                 "stray",
                 path,
-                f"{_article(_type_of(mode))} whose name the state manager never uses;"
-                " it ignores it",
+                f"{article(type_of(mode))} whose name the state manager never uses; it ignores it",
                 session_id,
-                type=_type_of(mode),
+                type=type_of(mode),
             )
         elif not stat.S_ISREG(mode):
             session.others.append(name)
             self._find(
                 "not-regular",
                 path,
-                f"{_article(_type_of(mode))} where a document belongs",
+                f"{article(type_of(mode))} where a document belongs",
                 session_id,
-                type=_type_of(mode),
+                type=type_of(mode),
             )
         else:
             session.documents.append(name)

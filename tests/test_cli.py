@@ -341,3 +341,26 @@ def test_the_command_line_imports_no_test_library(settings, order):
     modules = {name.split(".")[0] for name in json.loads(done.stdout.splitlines()[-1])}
     assert "pytest_sessionstate" in modules
     assert not modules & {"pytest", "_pytest", "hypothesis", "freezegun", "time_machine"}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["get", "s", "pipe.json"], ["show", "s", "pipe.json"], ["set", "s", "pipe.json", "a", "1"]],
+    ids=["get", "show", "set"],
+)
+def test_a_fifo_in_place_of_a_document_is_refused_not_waited_on(settings, args):
+    manager = StateManager("s", settings=settings)
+    manager.write_json("session.json", {})
+    os.mkfifo(manager.session_dir / "pipe.json", 0o600)
+    done = sessionstate(*args, root=settings.root)  # bounded: a hang fails the test
+    assert_one_line_error(done, 1, "FIFO")
+
+
+def test_values_and_paths_that_look_like_options(settings, order):
+    root = settings.root
+    assert sessionstate("set", "order-42", "session.json", "n", "-1.5", root=root).returncode == 0
+    assert (
+        sessionstate("set", "order-42", "session.json", "--", "-k", "2", root=root).returncode == 0
+    )
+    assert order.read_json("session.json")["n"] == -1.5
+    assert sessionstate("get", "order-42", "session.json", "--", "-k", root=root).stdout == "2\n"
