@@ -176,7 +176,8 @@ def _parse_json_argument(text: str) -> Any:
     try:
         return json.loads(text, parse_constant=_reject_constant, parse_float=_finite)
     except (ValueError, RecursionError) as exc:
-        hint = f" (a string is quoted: '\"{text}\"')" if text and text[0] not in '[{"' else ""
+        quotable = str(exc).startswith("Expecting value") and text[:1] not in ("[", "{", '"')
+        hint = f" (quote a string: '\"{text}\"')" if quotable else ""
         raise UsageError(f"invalid JSON value {text!r}: {exc}{hint}") from None
 
 

@@ -219,7 +219,7 @@ def test_set_on_a_missing_file_is_an_error_unless_create(settings, order):
 @pytest.mark.parametrize(
     ("value", "fragment"),
     [
-        ("done", "quoted"),
+        ("done", "quote a string"),
         ("NaN", "NaN"),
         ("Infinity", "Infinity"),
         ("1e400", "infinity"),
