@@ -18,11 +18,12 @@
 from __future__ import annotations
 
 import errno as errno_module
+import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import probes
 from ..probes import WRITE_POINTS, ProbeEvent
@@ -32,6 +33,9 @@ from .allornothing import check_all_or_nothing
 from .crashcheck import Check, StateChecker, show
 from .powerloss import power_cut_states
 from .snapshot import Tree, restore, take_snapshot
+
+if TYPE_CHECKING:
+    from .filecrash import FileState
 
 __all__ = [
     "MODES",
@@ -488,6 +492,91 @@ class CrashInjector:
                     snapshot,
                 )
             )
+
+    @property
+    def files_supported(self) -> bool:
+        """Whether :meth:`explore_files` can run here (Linux 5.5+, x86_64 or aarch64, seccomp).
+
+        Skip a test with ``if not crash.files_supported: pytest.skip(...)``;
+        :meth:`explore_files` itself raises with the reason.
+        """
+        from . import filecrash
+
+        return filecrash.files_supported()
+
+    @staticmethod
+    def acknowledge(value: object) -> None:
+        """Called by a target of :meth:`explore_files`: what came before this is promised.
+
+        ``value`` (anything that pickles: a key, a count, a document) is added
+        to ``state.acknowledged`` of every crash state after this call; a check
+        asserts that what was acknowledged survived.  Outside an exploration it
+        does nothing.
+
+        :raises TypeError: if ``value`` does not pickle (in the target: it is reported).
+        """
+        from . import filecrash
+
+        filecrash.acknowledge(value)
+
+    def explore_files(
+        self,
+        target: Callable[..., object],
+        directory: str | os.PathLike[str],
+        *,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        mode: str = "kill",
+        check: Callable[[FileState], object] | None = None,
+        max_runs: int = 1000,
+        timeout: float = 60.0,
+    ) -> CrashReport:
+        """Crash ``target(*args, **kwargs)`` at each of its file operations inside ``directory``.
+
+        Run k restores ``directory`` to its state before run 1, runs the target
+        in a forked child whose file system calls are intercepted (seccomp user
+        notification: C extensions are seen too) and crashes it at its k-th
+        file-mutating operation inside ``directory``: creating or truncating
+        opens, writes of every kind, ``ftruncate``, ``fallocate``, ``fsync``,
+        ``fdatasync``, ``sync_file_range``, ``rename``, ``unlink``, ``mkdir``,
+        ``rmdir``, ``link``, ``symlink``.  Reads, and operations outside
+        ``directory``, run untouched.  The loop ends with the first run that
+        completes with fewer than k operations (``runs == hits + 1``), a run
+        where the target raises on its own or hangs, or ``max_runs``.  Finally
+        the directory is restored to its state before run 1.
+
+        :param directory: the tree whose operations are crash points (it must exist).
+        :param mode: ``"kill"`` (the k-th operation does not happen: SIGKILL),
+            ``"error"`` (it fails with ``OSError(EIO)``; the target goes on and the
+            check runs when it ends) or ``"power-loss"`` (SIGKILL, then each state
+            a power cut may leave, see :doc:`/crash-files`).
+        :param check: called with a :class:`~pytest_sessionstate.testing.filecrash.FileState`
+            for every crash state (``state.path``, ``state.acknowledged``,
+            ``state.point``) and for the state after the complete run; it fails
+            by raising or returning False.  Without it the report lists the crash points.
+        :param max_runs: the most runs to make.
+        :param timeout: seconds one run may take before it is killed and reported.
+        :returns: a :class:`CrashReport`; ``crashes`` hold ``k``, ``operation``, ``path``.
+        :raises TypeError: for a target or check that is not callable, a directory
+            that is not a str or path.
+        :raises ValueError: for an unknown mode, ``max_runs < 1``, a bad timeout, a
+            directory that does not exist.
+        :raises RuntimeError: (``SeccompUnavailable``) where the interception cannot
+            run, saying why (see :attr:`files_supported`).
+        """
+        from . import filecrash
+
+        return filecrash.explore_files(
+            target,
+            directory,
+            args=args,
+            kwargs=kwargs,
+            mode=mode,
+            check=check,
+            max_runs=max_runs,
+            timeout=timeout,
+            settings=self.settings,
+        )
 
     def close(self) -> None:
         """Uninstall every :meth:`fail_at` fault still installed (the fixture's teardown)."""
