@@ -53,7 +53,7 @@ nitpicky = True
 nitpick_ignore_regex = [
     (r"py:.*", r"(?!pytest_sessionstate\b)[A-Za-z_][A-Za-z0-9_]*\..+"),
     (r"py:mod", r"(?!pytest_sessionstate\b).+"),
-    (r"py:.*", r"InvalidArgument|SearchStrategy|RuleBasedStateMachine|Path|Any|StrPath"),
+    (r"py:.*", r"InvalidArgument|SearchStrategy|RuleBasedStateMachine|Path|Any|StrPath|Tree"),
 ]
 nitpick_ignore = [
     # pytest_sessionstate.locking's docstring names it relative to the package.

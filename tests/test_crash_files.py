@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,8 +17,6 @@ import pytest
 from pytest_sessionstate import Settings, StateManager
 from pytest_sessionstate.testing import filecrash
 from pytest_sessionstate.testing.crash import CrashInjector, CrashReport
-from pytest_sessionstate.testing.filemodel import tear
-from pytest_sessionstate.testing.seccomp import SeccompUnavailable
 
 pytestmark = pytest.mark.skipif(
     not filecrash.files_supported(), reason=f"{filecrash.unsupported_reason()}"
@@ -52,16 +50,20 @@ def _json_parses(state: filecrash.FileState) -> None:
 
 def test_in_place_json_kill_finds_empty_file(crash: CrashInjector, data_dir: Path) -> None:
     (data_dir / "config.json").write_text(json.dumps({"version": 1}))
-    report = crash.explore_files(_rewrite_in_place, data_dir, args=(data_dir / "config.json",),
-                                 check=_json_parses)
+    report = crash.explore_files(
+        _rewrite_in_place, data_dir, args=(data_dir / "config.json",), check=_json_parses
+    )
     assert [(c.k, c.operation, c.path) for c in report.crashes] == [
         (1, "open", "config.json"),
         (2, "write", "config.json"),
     ]
-    assert report.runs == 3 and report.hits == 2 and report.complete
+    assert report.runs == 3
+    assert report.hits == 2
+    assert report.complete
     assert not report.ok
     (violation,) = report.violations
-    assert violation.run == 2 and violation.crash == report.crashes[1]
+    assert violation.run == 2
+    assert violation.crash == report.crashes[1]
     text = violation.description
     assert "open 'config.json' (create, truncate)" in text
     assert "crashed here" in text
@@ -80,7 +82,8 @@ def test_without_check_lists_crash_points_and_is_deterministic(
     first = crash.explore_files(_rewrite_in_place, data_dir, args=(data_dir / "config.json",))
     second = crash.explore_files(_rewrite_in_place, data_dir, args=(data_dir / "config.json",))
     assert isinstance(first, CrashReport)
-    assert first.ok and first.runs == 3
+    assert first.ok
+    assert first.runs == 3
     assert first == second
 
 
@@ -97,7 +100,7 @@ def test_error_mode_fails_the_operation_and_lets_the_target_go_on(
                 try:
                     os.write(fd, line)
                 except OSError as exc:
-                    assert exc.errno == 5  # EIO, and the target goes on
+                    assert exc.errno == 5  # noqa: PT017 - in the target: EIO, and it goes on
                     os.write(fd, b"retried\n")
         finally:
             os.close(fd)
@@ -110,7 +113,9 @@ def test_error_mode_fails_the_operation_and_lets_the_target_go_on(
     # Run 1: the open fails (the target raises: a consequence, not its own error).
     # Runs 2 and 3: a write fails and the target writes "retried" instead (3 ops).
     assert [(c.k, c.operation) for c in report.crashes] == [(1, "open"), (2, "write"), (3, "write")]
-    assert report.hits == 3 and report.runs == 4 and report.ok
+    assert report.hits == 3
+    assert report.runs == 4
+    assert report.ok
     assert [label for label, _ in seen[:3]] == [
         "after the injected OSError(EIO); the target ran on to its end"
     ] * 3
@@ -302,7 +307,8 @@ def test_state_manager_durable_has_no_violation(
     assert operations == ["open", "write", "fsync", "rename", "fsync"]
     # The temp file's name is drawn at random in each run: only its shape is fixed.
     for crash_point in (report.crashes[0], report.crashes[3]):
-        assert crash_point.path.startswith("s1/.doc.json.") and crash_point.path.endswith(".tmp")
+        assert crash_point.path.startswith("s1/.doc.json.")
+        assert crash_point.path.endswith(".tmp")
     assert report.crashes[4].path == "s1"
 
 
@@ -363,3 +369,46 @@ def test_rename_without_dir_fsync_power_loss_finds_undone_rename(
     labels = [v.state for v in report.violations]
     assert any("rename 'config.json.tmp' -> 'config.json'" in label for label in labels), labels
     assert all(v.crash is None for v in report.violations)  # only after it was acknowledged
+
+
+# -- arguments, support, and a hung target ----------------------------------------------------
+
+
+def test_files_supported_here(crash: CrashInjector) -> None:
+    # This project's CI machine (Linux, x86_64 or aarch64) can run it: say so loudly if not.
+    assert crash.files_supported, filecrash.unsupported_reason()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"target": 5}, TypeError, "target must be callable, not int"),
+        ({"mode": "melt"}, ValueError, "unknown crash mode 'melt'"),
+        ({"check": 5}, TypeError, "check must be callable or None, not int"),
+        ({"max_runs": "many"}, TypeError, "max_runs must be an int"),
+        ({"timeout": -1}, ValueError, "timeout must be a positive number"),
+        ({"directory": 5}, TypeError, "directory must be a str or a path, not int"),
+        ({"directory": "/no/such/dir"}, ValueError, "must be an existing directory"),
+    ],
+)
+def test_bad_arguments_are_refused_before_anything_runs(
+    crash: CrashInjector, data_dir: Path, kwargs: dict[str, object], error: type, match: str
+) -> None:
+    call: dict[str, object] = {"target": lambda: None, "directory": data_dir, **kwargs}
+    target, directory = call.pop("target"), call.pop("directory")
+    with pytest.raises(error, match=match):
+        crash.explore_files(target, directory, **call)  # type: ignore[arg-type]
+
+
+def test_a_hung_target_is_killed_at_the_timeout_and_reported(
+    crash: CrashInjector, data_dir: Path
+) -> None:
+    def hang(directory: Path) -> None:
+        (directory / "a").write_text("x")
+        time.sleep(60)
+
+    started = time.monotonic()
+    report = crash.explore_files(hang, data_dir, args=(data_dir,), timeout=2.0)
+    assert time.monotonic() - started < 50  # far below the 60 s the target would take
+    assert not report.ok
+    assert list(data_dir.iterdir()) == []  # restored to the state before the first run

@@ -244,15 +244,20 @@ class Decoder:
         return None
 
     def _fd_info(self, pid: int, fd: int) -> tuple[int, int]:
-        """(position, flags) of the caller's descriptor."""
+        """(position, flags) of the caller's descriptor (one raw read: a text file
+        object would cost more than the rest of the decoding)."""
         pos = flags = 0
         try:
-            with open(f"/proc/{pid}/fdinfo/{fd}", encoding="ascii") as f:
-                for line in f:
-                    if line.startswith("pos:"):
-                        pos = int(line.split()[1])
-                    elif line.startswith("flags:"):
-                        flags = int(line.split()[1], 8)
+            info_fd = os.open(f"/proc/{pid}/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                data = os.read(info_fd, 4096)
+            finally:
+                os.close(info_fd)
+            for line in data.split(b"\n"):
+                if line.startswith(b"pos:"):
+                    pos = int(line.split()[1])
+                elif line.startswith(b"flags:"):
+                    flags = int(line.split()[1], 8)
         except (OSError, ValueError, IndexError):
             pass
         return pos, flags
