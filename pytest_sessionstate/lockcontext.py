@@ -252,6 +252,11 @@ class LockContext:
             self.created_dir = True
         try:
             waited = self._lock_dir(path, dir_fd, owner, timeout, on_wait, created)
+        except FileNotFoundError:
+            # The directory was deleted after we opened it (its lock file cannot be
+            # made in it any more): start over on whatever is at the path now.
+            os.close(dir_fd)
+            return False
         except BaseException:
             os.close(dir_fd)
             if created:
@@ -330,11 +335,19 @@ class LockContext:
     def _remove_if_new(self, dir_fd: int) -> None:
         """Undo the creation of a session whose first write failed (lock held through
         ``dir_fd``, or never taken: -1): the directory goes only if it holds nothing
-        but its lock file."""
+        but its lock file.
+
+        Needs no new descriptor when the listing cannot get one (the write may have
+        failed with EMFILE): then the lock file is unlinked (safe while we hold it:
+        waiters on it start over) and ``rmdir`` refuses a directory that is not empty.
+        """
         with contextlib.suppress(OSError):
             if dir_fd >= 0:
-                if os.listdir(dir_fd) != [fsops.LOCK_NAME]:
-                    return
+                try:
+                    if os.listdir(dir_fd) != [fsops.LOCK_NAME]:
+                        return
+                except OSError:
+                    pass  # no descriptor to list it with: let rmdir judge
                 os.unlink(fsops.LOCK_NAME, dir_fd=dir_fd)
             os.rmdir(self._manager.session_dir)
 
