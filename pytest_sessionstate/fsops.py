@@ -168,10 +168,9 @@ def open_session(path: str, *, create: bool) -> tuple[int, bool]:
     :raises SessionValueError: if the session path is a symlink or not a directory,
         or the root is not a directory.
     """
-    created = False
     while True:
         try:
-            return os.open(path, _SUBDIR_FLAGS), created
+            return os.open(path, _SUBDIR_FLAGS), False
         except FileNotFoundError:
             if not create:
                 raise
@@ -196,9 +195,10 @@ def open_session(path: str, *, create: bool) -> tuple[int, bool]:
         except FileNotFoundError:  # no root yet
             make_dirs(os.path.dirname(path))
             continue
-        created = True
         try:
             fd = os.open(path, _SUBDIR_FLAGS)
+        except FileNotFoundError:
+            continue  # deleted (or moved) by another process meanwhile: start over
         except BaseException:
             with contextlib.suppress(OSError):
                 os.rmdir(path)  # leave no empty session behind
@@ -211,7 +211,7 @@ def open_session(path: str, *, create: bool) -> tuple[int, bool]:
                 with contextlib.suppress(OSError):
                     os.rmdir(path)
                 raise
-        return fd, created
+        return fd, True
 
 
 def same_entry(path: str, info: os.stat_result, dir_fd: int | None = None) -> bool:

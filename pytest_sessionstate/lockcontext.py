@@ -114,6 +114,7 @@ class LockContext:
         "_missing",
         "_owner",
         "_timeout",
+        "_trying",
         "created_dir",
         "dir_fd",
     )
@@ -137,6 +138,8 @@ class LockContext:
         self._lock: SessionLock | None = None
         self._owner: object = None
         self._generation = -1
+        # While entering: the lock being acquired, and its depth before (see _undo).
+        self._trying: tuple[SessionLock, int] | None = None
         self.created_dir = False
         self.dir_fd = -1
 
@@ -203,25 +206,32 @@ class LockContext:
             if announce and probes.listeners:
                 probes.emit(ProbeEvent("lock-waiting", session_dir))
 
-        while True:
-            try:
-                waited = self._attempt(owner, timeout, on_wait)
-            except LockTimeout:
-                if quiet:
-                    raise
-                raise self._lock_error() from None
-            if waited is not False:
-                break
-            # The session moved or went while we waited: try again, within the deadline.
-            if timeout > 0:
-                timeout = deadline - real_monotonic()
-                if timeout <= 0:
+        try:
+            while True:
+                try:
+                    waited = self._attempt(owner, timeout, on_wait)
+                except LockTimeout:
                     if quiet:
-                        raise LockTimeout
-                    raise self._lock_error()
-        if waited is not None and since is not None:
-            waited += start - since
-        self._generation = _generation
+                        raise
+                    raise self._lock_error() from None
+                if waited is not False:
+                    break
+                # The session moved or went while we waited: try again, within the deadline.
+                if timeout > 0:
+                    timeout = deadline - real_monotonic()
+                    if timeout <= 0:
+                        if quiet:
+                            raise LockTimeout
+                        raise self._lock_error()
+            if waited is not None and since is not None:
+                waited += start - since
+            self._generation = _generation
+        except BaseException:
+            # An exception may land anywhere (a signal handler's, KeyboardInterrupt),
+            # also just after the lock was granted: then the block will never run and
+            # its __exit__ never comes, so let go of what this call took.
+            self._undo(owner)
+            raise
         if waited is not None and probes.listeners:
             try:
                 probes.emit(
@@ -258,7 +268,9 @@ class LockContext:
             os.close(dir_fd)
             return False
         except BaseException:
-            os.close(dir_fd)
+            trying = self._trying
+            if trying is None or trying[0].dir_fd != dir_fd:  # not handed to the lock
+                os.close(dir_fd)
             if created:
                 self._remove_if_new(-1)
             raise
@@ -286,6 +298,7 @@ class LockContext:
         info = os.fstat(dir_fd)
         lock = lock_for((info.st_dev, info.st_ino))
         holder = lock.owner()
+        self._trying = (lock, lock.depth if holder == owner else 0)
         if holder is not None and holder != owner and not isinstance(holder, int):
             self._refuse_if_same_loop(holder)
         lock_path = str(manager.lock_file)
@@ -314,6 +327,15 @@ class LockContext:
         lock.dir_fd = self.dir_fd = dir_fd
         lock.task = current_task()
         return waited
+
+    def _undo(self, owner: object) -> None:
+        """Release what an interrupted :meth:`enter` acquired, if anything."""
+        trying, self._trying = self._trying, None
+        if trying is None:
+            return
+        lock, before = trying
+        if lock.owner() == owner and lock.depth > before:
+            self._release(lock, owner, keep=False)
 
     def _refuse_if_same_loop(self, holder: object) -> None:
         """Waiting here for a task of the loop this thread runs would freeze that loop,

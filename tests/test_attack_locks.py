@@ -632,7 +632,8 @@ for i in range(count):
     except SessionNotFoundError:
         pass
     except BaseException as exc:
-        bad.append(repr(exc))
+        import traceback
+        bad.append(traceback.format_exc())
 print(json.dumps(bad))
 """
 
@@ -697,7 +698,7 @@ def test_whole_session_deletes_racing_creating_writes_raise_only_documented_erro
         out, err = process.communicate(timeout=120)
         assert process.returncode == 0, err
         bad.extend(json.loads(out))
-    assert bad == []
+    assert bad == [], "\n".join(bad)
     if cfg.root.exists():
         assert set(os.listdir(cfg.root)) <= {"s1"}
     manager = StateManager("s1", settings=cfg)
