@@ -77,9 +77,9 @@ def test_iterations_below_one(contention: ContentionSimulator, iterations: Any) 
 
 
 def test_unknown_mode_names_the_allowed_ones(contention: ContentionSimulator) -> None:
-    assert MODES == ("process", "thread")
+    assert MODES == ("process", "thread", "task")
     with pytest.raises(
-        ValueError, match=r"mode must be one of 'process', 'thread'; got 'greenlet'"
+        ValueError, match=r"mode must be one of 'process', 'thread', 'task'; got 'greenlet'"
     ):
         contention.run(print, mode="greenlet")
 

@@ -28,6 +28,7 @@ The parts live in :mod:`~pytest_sessionstate.testing.workers`,
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -158,7 +159,12 @@ class ContentionSimulator:
         workers that start together.
 
         The workers are processes (``mode="process"``, started with
-        :attr:`start_method`) or threads of this process (``mode="thread"``).  Each
+        :attr:`start_method`), threads of this process (``mode="thread"``), or
+        tasks of one new event loop (``mode="task"``, run in a thread of its own).
+        ``target`` may be a coroutine function in every mode: in process and thread
+        workers each call runs in an event loop of its own; tasks await it.  (The
+        lock waits of a coroutine run by a thread worker happen in executor threads
+        and are not counted in ``lock_waits``.)  Each
         starts, reports ready, and waits; when all are ready one event releases them
         at once.  Every return value and every error (worker, iteration, exception
         type, message, traceback text) is collected; so is the wait of every lock
@@ -187,6 +193,17 @@ class ContentionSimulator:
             raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}; got {mode!r}")
         timeout = _check_timeout("timeout", timeout)
         call_kwargs = dict(kwargs or {})
+        if mode == "task":
+            return _workers.run_tasks(
+                target,
+                tuple(args),
+                call_kwargs,
+                workers=workers,
+                iterations=iterations,
+                timeout=timeout,
+            )
+        if inspect.iscoroutinefunction(target):
+            target = _workers.CoroutineRunner(target)  # each call in an event loop of its own
         if mode == "thread":
             return _workers.run_threads(
                 target,

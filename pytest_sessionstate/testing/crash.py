@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import errno as errno_module
+import inspect
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -379,6 +380,10 @@ class CrashInjector:
         """
         if not callable(target):
             raise ValueError(f"target must be callable, not {target!r}")
+        if inspect.iscoroutinefunction(target):
+            from .workers import CoroutineRunner
+
+            target = CoroutineRunner(target)  # each run awaits it in an event loop of its own
         if mode not in MODES:
             raise ValueError(f"unknown crash mode {mode!r}; expected one of {', '.join(MODES)}")
         if check is not None and not callable(check):

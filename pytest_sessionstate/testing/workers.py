@@ -56,15 +56,36 @@ from .results import (
     safe_str,
 )
 
-__all__ = ["MODES", "run_processes", "run_threads"]
+__all__ = ["MODES", "CoroutineRunner", "run_processes", "run_tasks", "run_threads"]
 
 #: The values of ``mode``.
-MODES: tuple[str, ...] = ("process", "thread")
+MODES: tuple[str, ...] = ("process", "thread", "task")
 
 #: Seconds a thread told to stop at the timeout gets before it is reported as still running.
 THREAD_STOP_GRACE = 5.0
 
 Target = Callable[..., Any]
+
+
+class CoroutineRunner:
+    """A coroutine function made a plain callable: each call runs one coroutine to its
+    end in an event loop of its own.  Picklable when the function is (spawned workers)."""
+
+    __slots__ = ("function",)
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.function = function
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        import asyncio
+
+        return asyncio.run(self.function(*args, **kwargs))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (CoroutineRunner, (self.function,))
+
+    def __repr__(self) -> str:
+        return f"CoroutineRunner({self.function!r})"
 
 
 @dataclass
@@ -582,4 +603,107 @@ def run_threads(
     with run._mutex:
         return run.collected.result(
             iterations=iterations, mode="thread", elapsed=elapsed, timed_out=cut
+        )
+
+
+def run_tasks(
+    target: Target,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    *,
+    workers: int,
+    iterations: int,
+    timeout: float,
+) -> ContentionResult:
+    """Run the workers as tasks of one new event loop (in a thread of its own, so that
+    it works whether or not the caller runs a loop), released together.
+
+    The timeout is watched on the real clock (freezegun stops the loop's), and
+    the tasks still running then are cancelled and reported.
+    """
+    import asyncio
+    import inspect
+
+    collected = _Collected(workers)
+    mutex = threading.Lock()
+
+    def listener(event: Any) -> None:
+        if event.point == "lock-acquired" and event.waited is not None:
+            with mutex:
+                collected.waits.append(event.waited)
+
+    outcome: dict[str, Any] = {}
+    cut: list[int] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        go = asyncio.Event()
+
+        async def worker(index: int) -> None:
+            await go.wait()
+            for iteration in range(iterations):
+                try:
+                    value = target(*args, **kwargs)
+                    if inspect.isawaitable(value):
+                        value = await value
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as exc:
+                    with mutex:
+                        collected.failed(WorkerError.from_exception(index, iteration, exc))
+                else:
+                    with mutex:
+                        collected.returned(index, iteration, value)
+
+        tasks = [loop.create_task(worker(index)) for index in range(workers)]
+        await asyncio.sleep(0)  # every task started, waiting to be released
+        timer = threading.Timer(
+            timeout, lambda: loop.call_soon_threadsafe(lambda: [t.cancel() for t in tasks])
+        )
+        timer.daemon = True
+        released = real_monotonic()
+        go.set()
+        timer.start()
+        try:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            timer.cancel()
+        outcome["elapsed"] = real_monotonic() - released
+        for index, task in enumerate(tasks):
+            if task.cancelled():
+                cut.append(index)
+
+    def thread_main() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # pragma: no cover - reported below
+            outcome["error"] = exc
+
+    probes.add_listener(listener)
+    try:
+        thread = threading.Thread(target=thread_main, name="sessionstate-tasks")
+        thread.start()
+        thread.join(timeout + THREAD_STOP_GRACE)
+    finally:
+        probes.remove_listener(listener)
+    if "error" in outcome:  # pragma: no cover
+        raise outcome["error"]
+    with mutex:
+        for index in cut:
+            started = collected.calls_done[index]
+            collected.failed(
+                WorkerError(
+                    index,
+                    started if started < iterations else None,
+                    qualified_name(WorkerTimeoutError),
+                    f"worker task {index} was still running at the timeout ({timeout}s) "
+                    "and was cancelled",
+                    "",
+                )
+            )
+        return collected.result(
+            iterations=iterations,
+            mode="task",
+            elapsed=outcome.get("elapsed", timeout),
+            timed_out=cut,
         )
