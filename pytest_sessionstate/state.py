@@ -9,7 +9,6 @@ raises a clear error before anything on disk is touched.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +18,7 @@ from . import codec, fsops, probes
 from .dotpath import _apply, _normalize_updates
 from .errors import SessionNotFoundError, SessionValueError
 from .jsontypes import JSONObject, Updates
-from .lockcontext import LockContext
+from .lockcontext import LockContext, current_owner
 from .locking import existing_lock
 from .names import is_valid_name, validate_name
 from .probes import ProbeEvent
@@ -283,9 +282,7 @@ class StateManager:
             os.close(dir_fd)
         # A delete() inside this thread's nested lock block is already done for us.
         lock = existing_lock((info.st_dev, info.st_ino))
-        return not (
-            lock is not None and lock.delete_pending and lock.owner() == threading.get_ident()
-        )
+        return not (lock is not None and lock.delete_pending and lock.owner() == current_owner())
 
     def list_files(self) -> list[str]:
         """The session's files, sorted; never the lock file, temp files or dot-files, nor

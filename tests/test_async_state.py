@@ -530,3 +530,20 @@ def test_documents_written_async_are_plain_json_files(cfg):
 
     run(main())
     assert json.loads((cfg.root / "s1" / "a.json").read_text()) == {"v": [1, 2]}
+
+
+def test_delete_inside_a_held_async_lock_is_seen_by_the_holding_task(cfg):
+    async def main():
+        manager = AsyncStateManager("s1", settings=cfg)
+        await manager.write_json("a.json", {"v": 1})
+        async with manager.lock():
+            await manager.delete()
+            inside = (await manager.exists(), await manager.list_files())
+            await manager.write_json("b.json", {"v": 2})  # makes the session anew
+            after_write = await manager.exists()
+        return inside, after_write, await manager.list_files()
+
+    inside, after_write, files = run(main())
+    assert inside == (False, [])
+    assert after_write
+    assert files == ["b.json"]

