@@ -45,6 +45,7 @@ __all__ = [
     "fsync_dir",
     "is_temp_name",
     "is_tombstone_name",
+    "kind_of",
     "list_documents",
     "make_dirs",
     "lock_file_is",
@@ -113,20 +114,32 @@ def _not_a_dir(path: str, what: str) -> SessionValueError:
     )
 
 
-def _describe(mode: int) -> str:
-    if stat.S_ISLNK(mode):
-        return "a symlink"
+def kind_of(mode: int) -> str:
+    """What a ``st_mode`` is, in words (``"FIFO"``, ``"directory"``...)."""
     if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
+        return "directory"
     if stat.S_ISREG(mode):
-        return "a regular file"
-    return "not a regular file"  # pragma: no cover - no other kinds on Linux
+        return "regular file"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode):
+        return "character device"
+    if stat.S_ISBLK(mode):
+        return "block device"
+    return "entry of unknown type"  # pragma: no cover - no other kinds on Linux
+
+
+def article(noun: str) -> str:
+    """``noun`` with its indefinite article."""
+    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
+
+
+def _describe(mode: int) -> str:
+    return article(kind_of(mode))
 
 
 # -- directories ---------------------------------------------------------------------

@@ -39,7 +39,7 @@ from typing import Any
 # gives files and the strict decoder it reads them with.
 from .codec import decode_checked
 from .errors import SessionCorruptError, SessionValueError
-from .fsops import is_temp_name
+from .fsops import article, is_temp_name, kind_of
 from .names import is_valid_name
 from .proclocks import command_of, file_key, read_locks
 from .state import LOCK_FILENAME
@@ -232,28 +232,8 @@ class CheckReport:
         }
 
 
-def type_of(mode: int) -> str:
-    """What a ``st_mode`` is, in words (``"FIFO"``, ``"directory"``...)."""
-    if stat.S_ISDIR(mode):
-        return "directory"
-    if stat.S_ISREG(mode):
-        return "regular file"
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    if stat.S_ISFIFO(mode):
-        return "FIFO"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    if stat.S_ISCHR(mode):
-        return "character device"
-    if stat.S_ISBLK(mode):
-        return "block device"
-    return "entry of unknown type"
-
-
-def article(noun: str) -> str:
-    """``noun`` with its indefinite article."""
-    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
+#: What a ``st_mode`` is, in words: the state manager's own vocabulary.
+type_of = kind_of
 
 
 @contextlib.contextmanager
