@@ -33,6 +33,20 @@ def cfg(tmp_path):
     return Settings(tmp_path / "root", lock_timeout=WAIT, durable=False)
 
 
+def lock_holder(manager):
+    """(inside, leave, holder): ``holder()`` takes the lock in its own task, sets
+    ``inside``, and holds it until ``leave`` is set."""
+    inside = asyncio.Event()
+    leave = asyncio.Event()
+
+    async def holder():
+        async with manager.lock():
+            inside.set()
+            await leave.wait()
+
+    return inside, leave, holder
+
+
 def run(coroutine, timeout=WAIT * 2):
     """Run a coroutine in a fresh event loop, bounded."""
 
@@ -240,14 +254,7 @@ def test_the_holding_task_may_take_the_lock_again_while_another_task_waits(cfg):
 def test_another_task_gets_a_zero_timeout_lock_error_while_one_holds(cfg):
     async def main():
         manager = AsyncStateManager("s1", settings=cfg)
-        inside = asyncio.Event()
-        leave = asyncio.Event()
-
-        async def holder():
-            async with manager.lock():
-                inside.set()
-                await leave.wait()
-
+        inside, leave, holder = lock_holder(manager)
         task = asyncio.create_task(holder())
         await inside.wait()
         with pytest.raises(SessionLockError) as info:
@@ -344,14 +351,7 @@ def test_cancelling_a_waiting_task_leaves_nothing_held(cfg, how):
     async def main():
         manager = AsyncStateManager("s1", settings=cfg)
         await manager.write_json("a.json", {"n": 0})
-        inside = asyncio.Event()
-        leave = asyncio.Event()
-
-        async def holder():
-            async with manager.lock():
-                inside.set()
-                await leave.wait()
-
+        inside, leave, holder = lock_holder(manager)
         holding = asyncio.create_task(holder())
         await inside.wait()
         if how == "cancel":
@@ -502,14 +502,7 @@ def test_a_second_task_entering_the_sync_lock_gets_a_clear_error(cfg):
 def test_the_sync_lock_refuses_a_task_while_an_async_holder_of_its_loop_holds(cfg):
     async def main():
         manager = AsyncStateManager("s1", settings=cfg)
-        inside = asyncio.Event()
-        leave = asyncio.Event()
-
-        async def holder():
-            async with manager.lock():
-                inside.set()
-                await leave.wait()
-
+        inside, leave, holder = lock_holder(manager)
         task = asyncio.create_task(holder())
         await inside.wait()
         started = real_monotonic()
