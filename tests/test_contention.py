@@ -187,7 +187,11 @@ def test_interleave_keeps_both_transactions_every_time(contention, make_session,
 
 @pytest.fixture
 def user_project(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    # pytest-asyncio (a test extra) warns at start-up unless the loop scope is set,
+    # and this user turns warnings into errors, as careful users do.
+    pytester.makeini(
+        "[pytest]\nfilterwarnings = error\nasyncio_default_fixture_loop_scope = function\n"
+    )
     pytester.makepyfile(consumer=CONSUMER, test_user=USER_TESTS)
     pytester.syspathinsert()
     return pytester
