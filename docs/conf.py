@@ -54,6 +54,8 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(?!pytest_sessionstate\b)[A-Za-z_][A-Za-z0-9_]*\..+"),
     (r"py:mod", r"(?!pytest_sessionstate\b).+"),
     (r"py:.*", r"InvalidArgument|SearchStrategy|RuleBasedStateMachine|Path|Any|StrPath|Tree"),
+    # The type variable of the generic ContentionResult and of run()'s overloads.
+    (r"py:.*", r"pytest_sessionstate\.testing\.(contention|results)\.T"),
 ]
 nitpick_ignore = [
     # pytest_sessionstate.locking's docstring names it relative to the package.

@@ -17,18 +17,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 __all__ = [
     "EXTRA_POINTS",
     "WRITE_POINTS",
+    "ProbePoint",
+    "WritePoint",
     "ProbeEvent",
     "Listener",
     "listen",
 ]
 
-#: The probe points of one write, in the order they are passed.  ``temp-synced``
-#: and ``dir-synced`` are passed only when the settings are durable.
-WRITE_POINTS: tuple[str, ...] = (
+#: The name of a probe point of the write protocol (the type of :data:`WRITE_POINTS`).
+WritePoint = Literal[
     "lock-acquired",
     "read",
     "temp-created",
@@ -37,12 +39,20 @@ WRITE_POINTS: tuple[str, ...] = (
     "replaced",
     "dir-synced",
     "lock-released",
-)
+]
+
+#: The probe points of one write, in the order they are passed.  ``temp-synced``
+#: and ``dir-synced`` are passed only when the settings are durable.
+WRITE_POINTS: tuple[WritePoint, ...] = get_args(WritePoint)
 
 #: Points passed outside the write protocol: ``removed`` after ``delete`` unlinks a
 #: file, ``lock-waiting`` when an acquisition is about to wait for another holder,
 #: ``dir-created`` when a session directory was created.
 EXTRA_POINTS: tuple[str, ...] = ("removed", "lock-waiting", "dir-created")
+
+#: The name of any probe point: a point of the write protocol or one of :data:`EXTRA_POINTS`
+#: (what ``fail_at`` and ``interleave(pause_at=...)`` accept).
+ProbePoint = Literal[WritePoint, "removed", "lock-waiting", "dir-created"]
 
 
 @dataclass(frozen=True)

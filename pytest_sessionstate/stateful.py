@@ -40,7 +40,7 @@ from . import dotpath
 from .errors import SessionLockError, SessionNotFoundError, SessionValueError
 from .fsops import is_temp_name
 from .names import validate_name
-from .probes import WRITE_POINTS
+from .probes import WRITE_POINTS, WritePoint
 from .settings import Settings
 from .state import LOCK_FILENAME, StateManager
 from .strategies import documents, dot_path_updates, dot_paths
@@ -323,7 +323,7 @@ class SessionStateMachine(RuleBasedStateMachine):
         data=st.data(),
     )
     def fail_mid_write(
-        self, filename: str, point: str, document: JSONObject, data: st.DataObject
+        self, filename: str, point: WritePoint, document: JSONObject, data: st.DataObject
     ) -> None:
         """A write or update that fails with EIO at a probe point leaves the old
         document (before ``replaced``) or the new one (from ``replaced`` on), no

@@ -31,12 +31,13 @@ from __future__ import annotations
 import inspect
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from ..errors import SessionError
+from ..probes import ProbePoint
 from ..settings import Settings, current_settings
 from ..state import StateManager
 from . import interleave as _interleave
@@ -54,7 +55,10 @@ from .results import (
     WorkerError,
     WorkerTimeoutError,
 )
-from .workers import MODES
+from .workers import MODES, ContentionMode
+
+#: What the target of a run returns.
+T = TypeVar("T")
 
 __all__ = [
     "MODES",
@@ -144,6 +148,32 @@ class ContentionSimulator:
 
     # -- many workers --------------------------------------------------------------------
 
+    @overload
+    def run(  # a coroutine function: its result is what the coroutine returns
+        self,
+        target: Callable[..., Coroutine[Any, Any, T]],
+        *,
+        args: Sequence[Any] = ...,
+        kwargs: Mapping[str, Any] | None = ...,
+        workers: int = ...,
+        iterations: int = ...,
+        mode: ContentionMode = ...,
+        timeout: float = ...,
+    ) -> ContentionResult[T]: ...
+
+    @overload
+    def run(
+        self,
+        target: Callable[..., T],
+        *,
+        args: Sequence[Any] = ...,
+        kwargs: Mapping[str, Any] | None = ...,
+        workers: int = ...,
+        iterations: int = ...,
+        mode: ContentionMode = ...,
+        timeout: float = ...,
+    ) -> ContentionResult[T]: ...
+
     def run(
         self,
         target: Callable[..., Any],
@@ -152,9 +182,9 @@ class ContentionSimulator:
         kwargs: Mapping[str, Any] | None = None,
         workers: int = 4,
         iterations: int = 1,
-        mode: str = "process",
+        mode: ContentionMode = "process",
         timeout: float = 60.0,
-    ) -> ContentionResult:
+    ) -> ContentionResult[Any]:
         """Call ``target(*args, **kwargs)`` ``iterations`` times in each of ``workers``
         workers that start together.
 
@@ -297,7 +327,7 @@ class ContentionSimulator:
         first: Callable[..., Any],
         second: Callable[..., Any],
         *,
-        pause_at: str = "read",
+        pause_at: ProbePoint = "read",
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
         timeout: float = 60.0,

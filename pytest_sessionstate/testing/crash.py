@@ -24,10 +24,10 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, get_args
 
 from .. import probes
-from ..probes import WRITE_POINTS, ProbeEvent
+from ..probes import WRITE_POINTS, ProbeEvent, ProbePoint
 from ..settings import Settings
 from . import crashlog
 from .allornothing import check_all_or_nothing
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MODES",
     "Crash",
+    "CrashMode",
     "CrashInjector",
     "CrashReport",
     "InjectedFault",
@@ -48,8 +49,11 @@ __all__ = [
     "Violation",
 ]
 
+#: The type of :meth:`CrashInjector.explore`'s ``mode``: how a run is crashed.
+CrashMode = Literal["kill", "error", "power-loss"]
+
 #: The crash modes of :meth:`CrashInjector.explore`.
-MODES: tuple[str, ...] = ("kill", "error", "power-loss")
+MODES: tuple[CrashMode, ...] = get_args(CrashMode)
 
 #: How many violations :meth:`CrashReport.assert_ok` spells out.
 _SUMMARY_LIMIT = 10
@@ -299,7 +303,7 @@ class CrashInjector:
 
     @contextmanager
     def fail_at(
-        self, point: str, *, errno: int = errno_module.EIO, nth: int = 1
+        self, point: ProbePoint, *, errno: int = errno_module.EIO, nth: int = 1
     ) -> Iterator[InjectedFault]:
         """Make the ``nth`` pass of ``point`` in this process fail with ``OSError(errno)``.
 
@@ -335,7 +339,7 @@ class CrashInjector:
         *,
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
-        mode: str = "kill",
+        mode: CrashMode = "kill",
         check: Check | None = None,
         max_runs: int = 1000,
         timeout: float = 60.0,
@@ -531,7 +535,7 @@ class CrashInjector:
         *,
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
-        mode: str = "kill",
+        mode: CrashMode = "kill",
         check: Callable[[FileState], object] | None = None,
         max_runs: int = 1000,
         timeout: float = 60.0,

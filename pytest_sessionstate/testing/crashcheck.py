@@ -38,11 +38,14 @@ from ..settings import Settings
 from ..state import StateManager, list_sessions
 from .snapshot import Tree
 
-__all__ = ["Check", "Finding", "History", "StateChecker", "histories", "show"]
+__all__ = ["Check", "Finding", "History", "Snapshot", "StateChecker", "histories", "show"]
 
-#: The user's consistency check: gets {session id: {filename: document}}; fails by
-#: raising (AssertionError) or returning False.
-Check = Callable[[dict[str, dict[str, Any]]], object]
+#: What a consistency check gets: ``{session id: {filename: document}}``, every document
+#: of the session root after a crash.
+Snapshot = dict[str, dict[str, Any]]
+#: The user's consistency check: gets the :data:`Snapshot`; fails by raising
+#: (AssertionError) or returning False.
+Check = Callable[[Snapshot], object]
 
 _SHOW_LIMIT = 120
 #: Seconds a check may wait for a lock (it should be free at once).

@@ -41,7 +41,7 @@ from typing import Any
 from ..clock import real_monotonic
 from ..settings import Settings, use_settings
 from . import seccomp
-from .crash import MODES, Crash, CrashReport, TargetError, Violation, _check_int
+from .crash import MODES, Crash, CrashMode, CrashReport, TargetError, Violation, _check_int
 from .crashlog import describe_exception
 from .filemodel import MAX_STATES, PersistenceRecorder, PowerCut, describe_files
 from .fileops import Decoder, FileOp
@@ -526,7 +526,7 @@ def explore_files(
     *,
     args: Sequence[Any] = (),
     kwargs: Mapping[str, Any] | None = None,
-    mode: str = "kill",
+    mode: CrashMode = "kill",
     check: FileCheck | None = None,
     max_runs: int = 1000,
     timeout: float = 60.0,

@@ -20,11 +20,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from .. import probes
 from ..clock import real_monotonic
-from ..probes import EXTRA_POINTS, WRITE_POINTS, ProbeEvent
+from ..probes import ProbeEvent, ProbePoint
 from . import usercall
 from .processes import Children
 from .results import (
@@ -38,13 +38,13 @@ from .results import (
 __all__ = ["PROBE_POINTS", "check_probe_point", "interleave"]
 
 #: Every probe point name ``pause_at`` accepts.
-PROBE_POINTS: tuple[str, ...] = WRITE_POINTS + EXTRA_POINTS
+PROBE_POINTS: tuple[ProbePoint, ...] = get_args(ProbePoint)
 
 #: Seconds :meth:`ContentionSimulator.close` waits for a call still running.
 STOP_GRACE = 5.0
 
 
-def check_probe_point(name: object, argument: str = "pause_at") -> str:
+def check_probe_point(name: object, argument: str = "pause_at") -> ProbePoint:
     """Return ``name`` if it is a probe point.
 
     :raises ValueError: naming the allowed points.

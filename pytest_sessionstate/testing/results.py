@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .usercall import HOP_MODULE
 
@@ -177,8 +177,12 @@ def _raise_for(errors: list[WorkerError], headline: str) -> None:
     raise ContentionError("\n\n".join(parts), errors) from cause
 
 
+#: The type of what the target of a run returns.
+T = TypeVar("T")
+
+
 @dataclass(frozen=True)
-class ContentionResult:
+class ContentionResult(Generic[T]):
     """The outcome of :meth:`ContentionSimulator.run
     <pytest_sessionstate.ContentionSimulator.run>`.
 
@@ -192,11 +196,11 @@ class ContentionResult:
         and are not counted).
     :ivar workers: how many workers ran.
     :ivar iterations: how many calls each worker was to make.
-    :ivar mode: ``"process"`` or ``"thread"``.
+    :ivar mode: ``"process"``, ``"thread"`` or ``"task"``.
     :ivar timed_out: the workers still running at the timeout.
     """
 
-    returns: list[Any]
+    returns: list[T]
     errors: list[WorkerError]
     elapsed: float
     lock_waits: list[float]

@@ -32,7 +32,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as ProcessEvent
-from typing import Any
+from typing import Any, Literal, get_args
 
 from .. import probes
 from ..clock import real_monotonic
@@ -56,10 +56,21 @@ from .results import (
     safe_str,
 )
 
-__all__ = ["MODES", "CoroutineRunner", "run_processes", "run_tasks", "run_threads"]
+__all__ = [
+    "MODES",
+    "ContentionMode",
+    "CoroutineRunner",
+    "run_processes",
+    "run_tasks",
+    "run_threads",
+]
+
+#: The type of :meth:`ContentionSimulator.run
+#: <pytest_sessionstate.ContentionSimulator.run>`'s ``mode``: what the workers are.
+ContentionMode = Literal["process", "thread", "task"]
 
 #: The values of ``mode``.
-MODES: tuple[str, ...] = ("process", "thread", "task")
+MODES: tuple[ContentionMode, ...] = get_args(ContentionMode)
 
 #: Seconds a thread told to stop at the timeout gets before it is reported as still running.
 THREAD_STOP_GRACE = 5.0
@@ -113,7 +124,7 @@ class _Collected:
 
     def result(
         self, *, iterations: int, mode: str, elapsed: float, timed_out: list[int]
-    ) -> ContentionResult:
+    ) -> ContentionResult[Any]:
         returns = [
             value
             for worker in range(self.workers)
@@ -353,7 +364,7 @@ def run_processes(
     iterations: int,
     timeout: float,
     children: Children,
-) -> ContentionResult:
+) -> ContentionResult[Any]:
     """Run the workers as processes of ``context``; see the module docstring.
 
     :raises TypeError: if the start method is ``spawn`` and the target or its
@@ -570,7 +581,7 @@ def run_threads(
     iterations: int,
     timeout: float,
     children: Children,
-) -> ContentionResult:
+) -> ContentionResult[Any]:
     """Run the workers as threads of this process; see the module docstring."""
     begin = real_monotonic()
     deadline = begin + timeout
@@ -614,7 +625,7 @@ def run_tasks(
     workers: int,
     iterations: int,
     timeout: float,
-) -> ContentionResult:
+) -> ContentionResult[Any]:
     """Run the workers as tasks of one new event loop (in a thread of its own, so that
     it works whether or not the caller runs a loop), released together.
 
