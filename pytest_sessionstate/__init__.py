@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .config import Settings, current_settings, settings, use_settings
 from .errors import (
     SessionCorruptError,
     SessionError,
@@ -18,7 +19,6 @@ from .errors import (
     SessionValueError,
 )
 from .jsontypes import JSONObject, Updates
-from .settings import Settings, current_settings, settings, use_settings
 from .state import StateManager, get_session_or_raise, list_sessions
 
 if TYPE_CHECKING:

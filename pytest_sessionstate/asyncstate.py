@@ -35,10 +35,10 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from .clock import real_monotonic
+from .config import Settings, to_seconds
 from .jsontypes import JSONObject, Updates
 from .lockcontext import LockContext, WouldWait, acting_for
 from .locking import LockTimeout
-from .settings import Settings, to_seconds
 from .state import StateManager
 
 __all__ = ["AsyncLockContext", "AsyncStateManager"]

@@ -35,11 +35,11 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 from . import __version__, dotpath
+from .config import ROOT_ENV_VAR, Settings, current_settings
 from .errors import SessionError, SessionNotFoundError, SessionValueError
 from .names import validate_name
 from .rootcheck import article, check_root, open_root, type_of
 from .rootrepair import Action, repair_root
-from .settings import ROOT_ENV_VAR, Settings, current_settings
 from .state import StateManager, get_session_or_raise, list_sessions
 
 __all__ = ["EXIT_FINDINGS", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .settings import Settings, use_settings
+from .config import Settings, use_settings
 
 if TYPE_CHECKING:
     from .testing.contention import ContentionSimulator
@@ -260,7 +260,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 class _RealRootGuard:
     """``sessionstate_isolation = strict``: fail a test that reaches the real root.
 
-    Installed as :data:`pytest_sessionstate.settings.default_settings_guard` while
+    Installed as :data:`pytest_sessionstate.config.default_settings_guard` while
     a test runs, so it is consulted only when no ``use_settings`` block (no
     fixture) is in force.  It raises ``pytest.fail``'s exception (a
     ``BaseException``, so an ``except Exception`` in the code under test does not
@@ -286,9 +286,9 @@ class _RealRootGuard:
 
 
 def _settings_module() -> Any:
-    # ``pytest_sessionstate.settings`` the attribute is the default Settings object,
-    # not the module: reach the module itself.
-    return sys.modules[Settings.__module__]
+    from . import config
+
+    return config
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -23,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import Settings
 from .errors import SessionError, SessionLockError
 from .proclocks import file_key, read_locks
 from .rootcheck import LOCK_FILENAME, CheckReport, SessionInfo, check_root, is_temp_name
-from .settings import Settings
 from .state import StateManager
 
 __all__ = ["Action", "RepairReport", "repair_root"]

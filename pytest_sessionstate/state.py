@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from . import codec, fsops, probes
+from .config import Settings, current_settings, to_seconds
 from .dotpath import _apply, _normalize_updates
 from .errors import SessionNotFoundError, SessionValueError
 from .jsontypes import JSONObject, Updates
@@ -22,7 +23,6 @@ from .lockcontext import LockContext, current_owner
 from .locking import existing_lock
 from .names import is_valid_name, validate_name
 from .probes import ProbeEvent
-from .settings import Settings, current_settings, to_seconds
 
 __all__ = ["LOCK_FILENAME", "StateManager", "get_session_or_raise", "list_sessions"]
 

@@ -37,11 +37,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from . import dotpath
+from .config import Settings
 from .errors import SessionLockError, SessionNotFoundError, SessionValueError
 from .fsops import is_temp_name
 from .names import validate_name
 from .probes import WRITE_POINTS, WritePoint
-from .settings import Settings
 from .state import LOCK_FILENAME, StateManager
 from .strategies import documents, dot_path_updates, dot_paths
 from .strategies import filenames as any_filename

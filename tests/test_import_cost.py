@@ -16,7 +16,7 @@ CORE_MODULES = [
     "pytest_sessionstate",
     "pytest_sessionstate.errors",
     "pytest_sessionstate.names",
-    "pytest_sessionstate.settings",
+    "pytest_sessionstate.config",
     "pytest_sessionstate.dotpath",
     "pytest_sessionstate.codec",
     "pytest_sessionstate.probes",

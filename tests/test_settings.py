@@ -20,7 +20,7 @@ from pytest_sessionstate import (
     settings,
     use_settings,
 )
-from pytest_sessionstate.settings import ROOT_ENV_VAR, default_root
+from pytest_sessionstate.config import ROOT_ENV_VAR, default_root
 
 
 def test_constructor_defaults_and_attributes(tmp_path):
@@ -118,6 +118,19 @@ def test_equality_hash_repr_and_pickle(tmp_path):
 def test_module_default_is_a_settings():
     assert isinstance(settings, Settings)
     assert pytest_sessionstate.settings is settings
+
+
+def test_the_settings_module_is_not_shadowed_by_the_default_object(monkeypatch, tmp_path):
+    # The module has a name of its own, so a dotted path reaches it, as monkeypatch does.
+    import importlib
+
+    module = importlib.import_module("pytest_sessionstate.config")
+    assert module.Settings is Settings
+    assert module.settings is settings
+    monkeypatch.setattr("pytest_sessionstate.config.ROOT_ENV_VAR", "SOME_OTHER_VARIABLE")
+    assert module.ROOT_ENV_VAR == "SOME_OTHER_VARIABLE"
+    # ... while the public name stays the original code's default Settings object.
+    assert isinstance(pytest_sessionstate.settings, Settings)
 
 
 def _default_root_in_subprocess(env):

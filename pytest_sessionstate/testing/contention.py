@@ -36,9 +36,9 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
+from ..config import Settings, current_settings
 from ..errors import SessionError
 from ..probes import ProbePoint
-from ..settings import Settings, current_settings
 from ..state import StateManager
 from . import interleave as _interleave
 from . import lockholder

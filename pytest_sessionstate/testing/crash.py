@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, get_args
 
 from .. import probes
+from ..config import Settings
 from ..probes import WRITE_POINTS, ProbeEvent, ProbePoint
-from ..settings import Settings
 from . import crashlog
 from .allornothing import check_all_or_nothing
 from .crashcheck import Check, StateChecker, show

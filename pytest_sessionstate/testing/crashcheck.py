@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import codec, fsops
+from ..config import Settings
 from ..errors import SessionCorruptError, SessionError
 from ..names import is_valid_name
 from ..probes import ProbeEvent
-from ..settings import Settings
 from ..state import StateManager, list_sessions
 from .snapshot import Tree
 

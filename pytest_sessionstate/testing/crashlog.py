@@ -36,8 +36,8 @@ from typing import Any
 
 from .. import probes
 from ..clock import real_monotonic
+from ..config import Settings, use_settings
 from ..probes import EXTRA_POINTS, WRITE_POINTS, ProbeEvent
-from ..settings import Settings, use_settings
 from . import usercall
 
 __all__ = [

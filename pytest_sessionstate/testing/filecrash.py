@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..clock import real_monotonic
-from ..settings import Settings, use_settings
+from ..config import Settings, use_settings
 from . import seccomp
 from .crash import MODES, Crash, CrashMode, CrashReport, TargetError, Violation, _check_int
 from .crashlog import describe_exception

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ..clock import real_monotonic
+from ..config import Settings
 from ..errors import SessionLockError
-from ..settings import Settings
 from ..state import StateManager
 from .processes import Children, close_quietly, kill_and_reap, new_process, start_process
 from .results import WorkerError

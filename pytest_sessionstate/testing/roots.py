@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import codec
+from ..config import Settings, use_settings
 from ..names import validate_name
-from ..settings import Settings, use_settings
 from ..state import StateManager
 
 __all__ = ["MakeSession", "RootLog", "SessionRootFactory", "announce_root", "root_listener"]

@@ -36,8 +36,8 @@ from typing import Any, Literal, get_args
 
 from .. import probes
 from ..clock import real_monotonic
+from ..config import Settings, current_settings, use_settings
 from ..probes import ProbeEvent
-from ..settings import Settings, current_settings, use_settings
 from . import usercall
 from .processes import (
     Children,
