@@ -55,7 +55,7 @@ nitpick_ignore_regex = [
     (r"py:mod", r"(?!pytest_sessionstate\b).+"),
     (r"py:.*", r"InvalidArgument|SearchStrategy|RuleBasedStateMachine|Path|Any|StrPath|Tree"),
     # The type variable of the generic ContentionResult and of run()'s overloads.
-    (r"py:.*", r"pytest_sessionstate\.testing\.(contention|results)\.T"),
+    (r"py:.*", r"pytest_sessionstate\.testing\.(contention|results|checks)\.T"),
 ]
 nitpick_ignore = [
     # pytest_sessionstate.locking's docstring names it relative to the package.

@@ -21,6 +21,7 @@ from typing import Literal, get_args
 
 __all__ = [
     "EXTRA_POINTS",
+    "PROBE_POINTS",
     "WRITE_POINTS",
     "ProbePoint",
     "WritePoint",
@@ -53,6 +54,9 @@ EXTRA_POINTS: tuple[str, ...] = ("removed", "lock-waiting", "dir-created")
 #: The name of any probe point: a point of the write protocol or one of :data:`EXTRA_POINTS`
 #: (what ``fail_at`` and ``interleave(pause_at=...)`` accept).
 ProbePoint = Literal[WritePoint, "removed", "lock-waiting", "dir-created"]
+
+#: Every probe point: :data:`WRITE_POINTS`, then :data:`EXTRA_POINTS`.
+PROBE_POINTS: tuple[ProbePoint, ...] = get_args(ProbePoint)
 
 
 @dataclass(frozen=True)

@@ -64,36 +64,55 @@ def worker_threads() -> list[threading.Thread]:
 # -- bad input -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("workers", [0, -1, True, 1.5, "2"])
-def test_workers_below_one_or_not_an_int(contention: ContentionSimulator, workers: Any) -> None:
-    with pytest.raises(ValueError, match=r"workers must be an integer >= 1"):
+@pytest.mark.parametrize("workers", [0, -1])
+def test_workers_below_one(contention: ContentionSimulator, workers: Any) -> None:
+    with pytest.raises(ValueError, match=rf"workers must be an integer >= 1, not {workers}"):
         contention.run(print, workers=workers)
 
 
-@pytest.mark.parametrize("iterations", [0, -3, False])
-def test_iterations_below_one(contention: ContentionSimulator, iterations: Any) -> None:
-    with pytest.raises(ValueError, match=r"iterations must be an integer >= 1"):
-        contention.run(print, iterations=iterations)
+@pytest.mark.parametrize(("workers", "kind"), [(True, "bool"), (1.5, "float"), ("2", "str")])
+def test_workers_not_an_int(contention: ContentionSimulator, workers: Any, kind: str) -> None:
+    with pytest.raises(TypeError, match=rf"workers must be an integer >= 1, not {kind}"):
+        contention.run(print, workers=workers)
+
+
+def test_iterations_below_one_or_not_an_int(contention: ContentionSimulator) -> None:
+    for value in (0, -3):
+        with pytest.raises(ValueError, match=r"iterations must be an integer >= 1, not -?\d"):
+            contention.run(print, iterations=value)
+    with pytest.raises(TypeError, match=r"iterations must be an integer >= 1, not bool"):
+        contention.run(print, iterations=False)
 
 
 def test_unknown_mode_names_the_allowed_ones(contention: ContentionSimulator) -> None:
     assert MODES == ("process", "thread", "task")
     with pytest.raises(
-        ValueError, match=r"mode must be one of 'process', 'thread', 'task'; got 'greenlet'"
+        ValueError, match=r"mode must be one of 'process', 'thread', 'task', not 'greenlet'"
     ):
-        contention.run(print, mode="greenlet")
+        contention.run(print, mode="greenlet")  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match=r"mode must be one of .*, not int"):
+        contention.run(print, mode=3)  # type: ignore[call-overload]
 
 
-@pytest.mark.parametrize("timeout", [0, -1.0, math.nan, None, "5"])
-def test_bad_timeouts(contention: ContentionSimulator, timeout: Any) -> None:
-    with pytest.raises(ValueError, match="timeout must be a positive number"):
+@pytest.mark.parametrize(
+    ("timeout", "error"),
+    [
+        (0, ValueError),
+        (-1.0, ValueError),
+        (math.nan, ValueError),
+        (None, TypeError),
+        ("5", TypeError),
+    ],
+)
+def test_bad_timeouts(contention: ContentionSimulator, timeout: Any, error: type) -> None:
+    with pytest.raises(error, match="timeout must be a positive number of seconds, not "):
         contention.run(print, timeout=timeout)
-    with pytest.raises(ValueError, match="timeout must be a positive number"):
+    with pytest.raises(error, match="timeout must be a positive number of seconds, not "):
         contention.interleave(print, print, timeout=timeout)
 
 
 def test_unknown_probe_point_names_the_allowed_ones(contention: ContentionSimulator) -> None:
-    with pytest.raises(ValueError, match="pause_at must be one of") as info:
+    with pytest.raises(ValueError, match=r"pause_at must be one of .*, not 'reed'") as info:
         contention.interleave(print, print, pause_at="reed")
     for point in PROBE_POINTS:
         assert repr(point) in str(info.value)

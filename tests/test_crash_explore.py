@@ -328,20 +328,25 @@ def test_no_listener_is_left_behind(crash, one_doc):
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "error", "message"),
     [
-        ({"target": "not callable"}, "target must be callable"),
-        ({"target": None}, "target must be callable"),
-        ({"target": update_one, "mode": "reboot"}, "unknown crash mode 'reboot'"),
-        ({"target": update_one, "mode": "KILL"}, "unknown crash mode"),
-        ({"target": update_one, "check": 3}, "check must be callable"),
-        ({"target": update_one, "max_runs": 0}, "max_runs must be an integer >= 1"),
-        ({"target": update_one, "timeout": 0}, "timeout must be a positive number"),
+        ({"target": "not callable"}, TypeError, "target must be callable, not str"),
+        ({"target": None}, TypeError, "target must be callable, not NoneType"),
+        ({"target": 5}, TypeError, "target must be callable, not int"),
+        ({"target": update_one, "mode": "reboot"}, ValueError, "mode must be one of .*'reboot'"),
+        ({"target": update_one, "mode": "KILL"}, ValueError, "mode must be one of .*, not 'KILL'"),
+        ({"target": update_one, "mode": 1}, TypeError, "mode must be one of .*, not int"),
+        ({"target": update_one, "check": 3}, TypeError, "check must be callable or None, not int"),
+        ({"target": update_one, "max_runs": 0}, ValueError, "max_runs must be an integer >= 1"),
+        ({"target": update_one, "max_runs": "9"}, TypeError, "max_runs must be an integer >= 1"),
+        ({"target": update_one, "timeout": 0}, ValueError, "timeout must be a positive number"),
+        ({"target": update_one, "args": "ab"}, TypeError, "args must be a sequence"),
+        ({"target": update_one, "kwargs": [1]}, TypeError, "kwargs must be a mapping or None"),
     ],
 )
-def test_bad_arguments_are_a_clear_value_error(crash, kwargs, message):
+def test_bad_arguments_are_a_clear_type_or_value_error(crash, kwargs, error, message):
     target = kwargs.pop("target")
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(error, match=message):
         crash.explore(target, **kwargs)
 
 

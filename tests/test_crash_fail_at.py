@@ -159,20 +159,25 @@ def test_close_uninstalls_a_fault_left_open(session_settings, manager):
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "error", "message"),
     [
-        ({"point": "renamed"}, "unknown probe point 'renamed'"),
-        ({"point": ""}, "unknown probe point"),
-        ({"point": "read", "nth": 0}, "nth must be an integer >= 1"),
-        ({"point": "read", "nth": -3}, "nth must be an integer >= 1"),
-        ({"point": "read", "nth": 1.5}, "nth must be an integer >= 1"),
-        ({"point": "read", "nth": True}, "nth must be an integer >= 1"),
-        ({"point": "read", "errno": 0}, "errno must be an integer >= 1"),
-        ({"point": "read", "errno": "EIO"}, "errno must be an integer >= 1"),
+        (
+            {"point": "renamed"},
+            ValueError,
+            "point must be one of 'lock-acquired', .*, not 'renamed'",
+        ),
+        ({"point": ""}, ValueError, "point must be one of .*, not ''"),
+        ({"point": 5}, TypeError, "point must be one of .*, not int"),
+        ({"point": "read", "nth": 0}, ValueError, "nth must be an integer >= 1, not 0"),
+        ({"point": "read", "nth": -3}, ValueError, "nth must be an integer >= 1, not -3"),
+        ({"point": "read", "nth": 1.5}, TypeError, "nth must be an integer >= 1, not float"),
+        ({"point": "read", "nth": True}, TypeError, "nth must be an integer >= 1, not bool"),
+        ({"point": "read", "errno": 0}, ValueError, "errno must be an integer >= 1, not 0"),
+        ({"point": "read", "errno": "EIO"}, TypeError, "errno must be an integer >= 1, not str"),
     ],
 )
-def test_bad_arguments_are_a_clear_value_error(crash, kwargs, message):
-    with pytest.raises(ValueError, match=message), crash.fail_at(**kwargs):
+def test_bad_arguments_are_a_clear_type_or_value_error(crash, kwargs, error, message):
+    with pytest.raises(error, match=message), crash.fail_at(**kwargs):
         pass  # pragma: no cover
     assert probes.listeners == ()
 

@@ -383,9 +383,13 @@ def test_files_supported_here(crash: CrashInjector) -> None:
     ("kwargs", "error", "match"),
     [
         ({"target": 5}, TypeError, "target must be callable, not int"),
-        ({"mode": "melt"}, ValueError, "unknown crash mode 'melt'"),
+        (
+            {"mode": "melt"},
+            ValueError,
+            "mode must be one of 'kill', 'error', 'power-loss', not 'melt'",
+        ),
         ({"check": 5}, TypeError, "check must be callable or None, not int"),
-        ({"max_runs": "many"}, TypeError, "max_runs must be an int"),
+        ({"max_runs": "many"}, TypeError, "max_runs must be an integer >= 1, not str"),
         ({"timeout": -1}, ValueError, "timeout must be a positive number"),
         ({"directory": 5}, TypeError, "directory must be a str or a path, not int"),
         ({"directory": "/no/such/dir"}, ValueError, "must be an existing directory"),

@@ -230,5 +230,5 @@ def test_all_or_nothing_passes_a_one_document_checkout(crash: CrashInjector, mak
 
 
 def test_all_or_nothing_must_be_a_bool(crash: CrashInjector) -> None:
-    with pytest.raises(TypeError, match="all_or_nothing must be True or False, not 1"):
+    with pytest.raises(TypeError, match="all_or_nothing must be True or False, not int"):
         crash.explore(_checkout, all_or_nothing=1)  # type: ignore[arg-type]

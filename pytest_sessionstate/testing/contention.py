@@ -29,7 +29,6 @@ The parts live in :mod:`~pytest_sessionstate.testing.workers`,
 from __future__ import annotations
 
 import inspect
-import math
 import os
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -40,8 +39,8 @@ from ..config import Settings, current_settings
 from ..errors import SessionError
 from ..probes import ProbePoint
 from ..state import StateManager
+from . import checks, lockholder
 from . import interleave as _interleave
-from . import lockholder
 from . import workers as _workers
 from .interleave import PROBE_POINTS, check_probe_point
 from .lockholder import KilledHolder, LockHolder
@@ -76,12 +75,6 @@ __all__ = [
 ]
 
 
-def _check_count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1 (1, 2, 3, ...); got {value!r}")
-    return value
-
-
 def _remove_if_empty(manager: StateManager) -> None:
     """Remove a session that holds no file, if its lock is free at once (else, or if
     it holds files, someone is using it: leave it)."""
@@ -93,21 +86,8 @@ def _remove_if_empty(manager: StateManager) -> None:
         pass
 
 
-def _check_timeout(name: str, value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or math.isnan(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{name} must be a positive number of seconds; got {value!r}")
-    return float(value)
-
-
-def _check_callable(name: str, value: object) -> Callable[..., Any]:
-    if not callable(value):
-        raise TypeError(f"{name} must be callable, not {type(value).__name__}")
-    return value
+def _count(name: str, value: object) -> int:
+    return checks.integer(name, value, minimum=1)
 
 
 class ContentionSimulator:
@@ -210,18 +190,18 @@ class ContentionSimulator:
             :meth:`~ContentionResult.raise_errors` to fail the test on any error.
         :raises ValueError: for ``workers`` or ``iterations`` below 1, an unknown
             ``mode``, or a timeout that is not a positive number.
-        :raises TypeError: if ``target`` is not callable, or (``spawn`` only) the
+        :raises TypeError: if ``target`` is not callable, an argument has the wrong
+            type (a float ``workers``, a str ``timeout``), or (``spawn`` only) the
             target or its arguments do not pickle.
 
         No worker process is left running when this returns, also when it raises
         (``KeyboardInterrupt`` included).
         """
-        _check_callable("target", target)
-        workers = _check_count("workers", workers)
-        iterations = _check_count("iterations", iterations)
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}; got {mode!r}")
-        timeout = _check_timeout("timeout", timeout)
+        checks.callable_("target", target)
+        workers = _count("workers", workers)
+        iterations = _count("iterations", iterations)
+        mode = checks.choice("mode", mode, MODES)
+        timeout = checks.seconds("timeout", timeout)
         call_kwargs = dict(kwargs or {})
         if mode == "task":
             return _workers.run_tasks(
@@ -286,7 +266,7 @@ class ContentionSimulator:
         :raises ValueError: if ``timeout`` is not a positive number.
         """
         manager = self._manager(session)
-        timeout = _check_timeout("timeout", timeout)
+        timeout = checks.seconds("timeout", timeout)
         existed = os.path.lexists(manager.session_dir)
         try:
             process, conn = lockholder.start_holder(self._context, manager, timeout, self._children)
@@ -312,7 +292,7 @@ class ContentionSimulator:
         :raises SessionLockError: if the holder could not take the lock in time.
         """
         manager = self._manager(session)
-        timeout = _check_timeout("timeout", timeout)
+        timeout = checks.seconds("timeout", timeout)
         process, conn = lockholder.start_holder(self._context, manager, timeout, self._children)
         pid = process.pid or 0
         exitcode = lockholder.kill_holder(process, conn, self._children)
@@ -350,10 +330,10 @@ class ContentionSimulator:
             :class:`~pytest_sessionstate.testing.contention.InterleaveResult`.
         :raises ValueError: for an unknown probe point or a bad timeout.
         """
-        _check_callable("first", first)
-        _check_callable("second", second)
+        checks.callable_("first", first)
+        checks.callable_("second", second)
         pause_at = check_probe_point(pause_at)
-        timeout = _check_timeout("timeout", timeout)
+        timeout = checks.seconds("timeout", timeout)
         return _interleave.interleave(
             first,
             second,

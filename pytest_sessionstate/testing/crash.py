@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, get_args
 
 from .. import probes
 from ..config import Settings
-from ..probes import WRITE_POINTS, ProbeEvent, ProbePoint
-from . import crashlog
+from ..probes import PROBE_POINTS, WRITE_POINTS, ProbeEvent, ProbePoint
+from . import checks, crashlog
 from .allornothing import check_all_or_nothing
 from .crashcheck import Check, StateChecker, show
 from .powerloss import power_cut_states
@@ -270,12 +270,6 @@ class InjectedFault:
         )
 
 
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, not {value!r}")
-    return value
-
-
 class CrashInjector:
     """Crash code that keeps session state, at every step of every write.
 
@@ -316,14 +310,13 @@ class CrashInjector:
             ``dir-created``).
         :param errno: the error number (``errno.ENOSPC``, ``errno.EIO``...).
         :param nth: which pass fails (1 = the first).
-        :raises ValueError: for an unknown point, ``nth < 1`` or a bad errno.
+        :raises ValueError: for an unknown point, ``nth < 1`` or ``errno < 1``.
+        :raises TypeError: for a point that is not a str, an ``nth`` or ``errno`` that is
+            not an int.
         """
-        if point not in crashlog.ALL_POINTS:
-            raise ValueError(
-                f"unknown probe point {point!r}; expected one of {', '.join(crashlog.ALL_POINTS)}"
-            )
-        _check_int(errno, "errno", 1)
-        _check_int(nth, "nth", 1)
+        point = checks.choice("point", point, PROBE_POINTS)
+        checks.integer("errno", errno, minimum=1)
+        checks.integer("nth", nth, minimum=1)
         fault = InjectedFault(point, errno, nth)
         self._installed.append(fault)
         try:
@@ -379,26 +372,23 @@ class CrashInjector:
             old, or every file new), for targets whose writes form one change.
         :param timeout: seconds one run of a child may take before it is killed and
             reported (``kill`` and ``power-loss``).
-        :raises ValueError: for a target or check that is not callable, an unknown
-            mode, or ``max_runs < 1``.
+        :raises ValueError: for an unknown mode, ``max_runs < 1`` or a timeout that is
+            not positive.
+        :raises TypeError: for a target or check that is not callable, or an argument
+            of the wrong type (the rule of :mod:`~pytest_sessionstate.testing.checks`).
         """
-        if not callable(target):
-            raise ValueError(f"target must be callable, not {target!r}")
+        checks.callable_("target", target)
         if inspect.iscoroutinefunction(target):
             from .workers import CoroutineRunner
 
             target = CoroutineRunner(target)  # each run awaits it in an event loop of its own
-        if mode not in MODES:
-            raise ValueError(f"unknown crash mode {mode!r}; expected one of {', '.join(MODES)}")
-        if check is not None and not callable(check):
-            raise ValueError(f"check must be callable or None, not {check!r}")
-        _check_int(max_runs, "max_runs", 1)
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
-        if not isinstance(all_or_nothing, bool):
-            raise TypeError(f"all_or_nothing must be True or False, not {all_or_nothing!r}")
-        arguments = tuple(args)
-        keywords = dict(kwargs or {})
+        mode = checks.choice("mode", mode, MODES)
+        checks.callable_("check", check, optional=True)
+        checks.integer("max_runs", max_runs, minimum=1)
+        timeout = checks.seconds("timeout", timeout)
+        checks.boolean("all_or_nothing", all_or_nothing)
+        arguments = checks.sequence("args", args)
+        keywords = checks.mapping("kwargs", kwargs)
         timeout = float(timeout)
         root = self.settings.root
         before = take_snapshot(root)

@@ -37,7 +37,7 @@ from typing import Any
 from .. import probes
 from ..clock import real_monotonic
 from ..config import Settings, use_settings
-from ..probes import EXTRA_POINTS, WRITE_POINTS, ProbeEvent
+from ..probes import WRITE_POINTS, ProbeEvent
 from . import usercall
 
 __all__ = [
@@ -52,7 +52,7 @@ __all__ = [
 #: The points that count as probe hits.
 COUNTED_POINTS: frozenset[str] = frozenset((*WRITE_POINTS, "removed"))
 #: Every point a probe may pass.
-ALL_POINTS: tuple[str, ...] = (*WRITE_POINTS, *EXTRA_POINTS)
+ALL_POINTS = probes.PROBE_POINTS
 
 _FRAME = struct.Struct("<Q")
 #: Exit status of a child whose target raised, or which failed to report.

@@ -40,8 +40,8 @@ from typing import Any
 
 from ..clock import real_monotonic
 from ..config import Settings, use_settings
-from . import seccomp
-from .crash import MODES, Crash, CrashMode, CrashReport, TargetError, Violation, _check_int
+from . import checks, seccomp
+from .crash import MODES, Crash, CrashMode, CrashReport, TargetError, Violation
 from .crashlog import describe_exception
 from .filemodel import MAX_STATES, PersistenceRecorder, PowerCut, describe_files
 from .fileops import Decoder, FileOp
@@ -534,28 +534,16 @@ def explore_files(
 ) -> CrashReport:
     """The loop behind :meth:`CrashInjector.explore_files` (see there)."""
 
-    if not callable(target):
-        raise TypeError(f"target must be callable, not {type(target).__name__}")
-    if not isinstance(mode, str) or mode not in MODES:
-        raise ValueError(f"unknown crash mode {mode!r}; expected one of {', '.join(MODES)}")
-    if check is not None and not callable(check):
-        raise TypeError(f"check must be callable or None, not {type(check).__name__}")
-    if isinstance(max_runs, bool) or not isinstance(max_runs, int):
-        raise TypeError(f"max_runs must be an int, not {type(max_runs).__name__}")
-    _check_int(max_runs, "max_runs", 1)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
-    if not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
-    if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
-        raise TypeError(f"args must be a sequence, not {type(args).__name__}")
-    if kwargs is not None and not isinstance(kwargs, Mapping):
-        raise TypeError(f"kwargs must be a mapping or None, not {type(kwargs).__name__}")
+    checks.callable_("target", target)
+    mode = checks.choice("mode", mode, MODES)
+    checks.callable_("check", check, optional=True)
+    checks.integer("max_runs", max_runs, minimum=1)
+    timeout = checks.seconds("timeout", timeout)
+    arguments, keywords = checks.sequence("args", args), checks.mapping("kwargs", kwargs)
     root = check_directory(directory)
     reason = unsupported_reason()
     if reason is not None:
         raise seccomp.SeccompUnavailable(f"crash.explore_files cannot run here: {reason}")
-    arguments, keywords = tuple(args), dict(kwargs or {})
     before = take_snapshot(root)
     report = CrashReport(mode)
     try:

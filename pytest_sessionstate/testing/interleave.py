@@ -20,12 +20,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from .. import probes
 from ..clock import real_monotonic
 from ..probes import ProbeEvent, ProbePoint
-from . import usercall
+from . import checks, usercall
 from .processes import Children
 from .results import (
     CallOutcome,
@@ -37,8 +37,8 @@ from .results import (
 
 __all__ = ["PROBE_POINTS", "check_probe_point", "interleave"]
 
-#: Every probe point name ``pause_at`` accepts.
-PROBE_POINTS: tuple[ProbePoint, ...] = get_args(ProbePoint)
+#: Every probe point name ``pause_at`` accepts (the core's list).
+PROBE_POINTS = probes.PROBE_POINTS
 
 #: Seconds :meth:`ContentionSimulator.close` waits for a call still running.
 STOP_GRACE = 5.0
@@ -49,11 +49,7 @@ def check_probe_point(name: object, argument: str = "pause_at") -> ProbePoint:
 
     :raises ValueError: naming the allowed points.
     """
-    if not isinstance(name, str) or name not in PROBE_POINTS:
-        raise ValueError(
-            f"{argument} must be one of {', '.join(map(repr, PROBE_POINTS))}; got {name!r}"
-        )
-    return name
+    return checks.choice(argument, name, PROBE_POINTS)
 
 
 class _Call:
