@@ -13,6 +13,7 @@ from typing import Any
 from .errors import SessionValueError
 
 __all__ = [
+    "is_session_file",
     "MAX_NAME_LENGTH",
     "WINDOWS_RESERVED_NAMES",
     "exact_str",
@@ -62,6 +63,16 @@ def is_valid_name(name: object) -> bool:
     if isinstance(name, str):
         name = exact_str(name)
     return _problem(name) is None
+
+
+def is_session_file(session: str, filename: str) -> bool:
+    """Whether ``session/filename`` names a document: two valid names, one level deep."""
+    return (
+        bool(filename)
+        and "/" not in filename
+        and is_valid_name(session)
+        and (is_valid_name(filename))
+    )
 
 
 def validate_name(name: Any, kind: str = "name") -> str:

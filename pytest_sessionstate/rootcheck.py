@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import fsops
+
 # Everything the checker takes from the state manager, in one place: the names it
 # gives files and the strict decoder it reads them with.
 from .codec import decode_checked
@@ -62,10 +64,10 @@ __all__ = [
     "type_of",
 ]
 
-#: The widest mode of a session file (documents and the lock file).
-FILE_MODE = 0o600
-#: The widest mode of a session directory.
-DIR_MODE = 0o700
+#: The widest mode of a session file (documents and the lock file): what the state
+#: manager creates them with.  (And :data:`DIR_MODE`, of a session directory.)
+FILE_MODE = fsops.FILE_MODE
+DIR_MODE = fsops.DIR_MODE
 
 #: Every kind of finding, and what it means.
 KINDS: dict[str, str] = {

@@ -28,7 +28,6 @@ import errno
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -38,7 +37,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from . import dotpath
 from .config import Settings
-from .errors import SessionLockError, SessionNotFoundError, SessionValueError
+from .errors import SessionNotFoundError, SessionValueError
 from .fsops import is_temp_name
 from .names import validate_name
 from .probes import WRITE_POINTS, WritePoint
@@ -46,6 +45,7 @@ from .state import LOCK_FILENAME, StateManager
 from .strategies import documents, dot_path_updates, dot_paths
 from .strategies import filenames as any_filename
 from .testing.crash import CrashInjector
+from .testing.crashcheck import why_lock_is_held
 from .testing.roots import announce_root
 
 __all__ = ["FILENAMES", "SessionStateMachine"]
@@ -167,19 +167,7 @@ class SessionStateMachine(RuleBasedStateMachine):
 
     def _lock_is_free(self) -> bool:
         """Whether another thread can take the session's lock at once."""
-        outcome: list[bool] = []
-
-        def attempt() -> None:
-            try:
-                with self.make_manager().lock(timeout=0):
-                    outcome.append(True)
-            except SessionLockError:
-                outcome.append(False)
-
-        thread = threading.Thread(target=attempt, name="sessionstate-machine-lock-probe")
-        thread.start()
-        thread.join(timeout=10.0)
-        return outcome == [True]
+        return why_lock_is_held(self.make_manager()) is None
 
     # -- rules --------------------------------------------------------------------------
 

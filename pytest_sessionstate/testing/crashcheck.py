@@ -33,12 +33,21 @@ from typing import Any
 from .. import codec, fsops
 from ..config import Settings
 from ..errors import SessionCorruptError, SessionError
-from ..names import is_valid_name
+from ..names import is_session_file
 from ..probes import ProbeEvent
 from ..state import StateManager, list_sessions
 from .snapshot import Tree
 
-__all__ = ["Check", "Finding", "History", "Snapshot", "StateChecker", "histories", "show"]
+__all__ = [
+    "Check",
+    "Finding",
+    "History",
+    "Snapshot",
+    "StateChecker",
+    "histories",
+    "show",
+    "why_lock_is_held",
+]
 
 #: What a consistency check gets: ``{session id: {filename: document}}``, every document
 #: of the session root after a crash.
@@ -111,7 +120,7 @@ def histories(
     result: dict[tuple[str, str], History] = {}
     for path, entry in before.items():
         directory, _, name = path.partition("/")
-        if entry.kind == "file" and _is_session_file(directory, name):
+        if entry.kind == "file" and is_session_file(directory, name):
             result[(directory, name)] = History([entry.data])
     pending: dict[tuple[str, str], bytes] = {}
     unacked: dict[str, list[tuple[str, str]]] = {}
@@ -151,15 +160,6 @@ def histories(
     return result
 
 
-def _is_session_file(session: str, filename: str) -> bool:
-    return (
-        bool(filename)
-        and "/" not in filename
-        and is_valid_name(session)
-        and (is_valid_name(filename))
-    )
-
-
 def _decode(data: bytes) -> Any:
     try:
         return codec.decode(data)
@@ -167,7 +167,7 @@ def _decode(data: bytes) -> Any:
         return None
 
 
-def _lock_is_free(manager: StateManager) -> str | None:
+def why_lock_is_held(manager: StateManager) -> str | None:
     """None if ``lock(timeout=0)`` succeeds from a fresh thread, else what happened."""
     outcome: list[str | None] = []
 
@@ -301,7 +301,7 @@ class StateChecker:
             if not manager.exists():
                 continue
             snapshot[session] = documents
-            problem = _lock_is_free(manager)
+            problem = why_lock_is_held(manager)
             if problem is not None:
                 findings.append(
                     Finding(session, None, f"the lock not free: {problem}", "the lock free at once")

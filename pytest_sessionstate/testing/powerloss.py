@@ -62,7 +62,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..names import is_valid_name
+from ..fsops import DIR_MODE, FILE_MODE, LOCK_NAME
+from ..names import is_session_file
 from ..probes import ProbeEvent
 from .snapshot import Entry, Tree
 
@@ -74,9 +75,10 @@ DATA_OUTCOMES: tuple[str, ...] = ("kept", "empty", "torn", "zeroed")
 #: one directory or one file at a time.
 MAX_COMBINATIONS = 256
 
-_NEW_FILE_MODE = 0o600
-_NEW_DIR_MODE = 0o700
-_LOCK_NAME = ".lock"
+#: What the state manager creates: its modes and its lock file's name.
+_NEW_FILE_MODE = FILE_MODE
+_NEW_DIR_MODE = DIR_MODE
+_LOCK_NAME = LOCK_NAME
 
 
 @dataclass(frozen=True)
@@ -295,12 +297,7 @@ def _describe_loss(path: str, data: bytes, outcome: str) -> str:
 
 def _is_session_file(path: str) -> bool:
     session, _, filename = path.partition("/")
-    return (
-        bool(filename)
-        and "/" not in filename
-        and is_valid_name(session)
-        and (is_valid_name(filename))
-    )
+    return is_session_file(session, filename)
 
 
 def power_cut_states(
