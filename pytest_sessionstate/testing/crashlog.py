@@ -28,7 +28,6 @@ import sys
 import threading
 import time
 import traceback
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from ..clock import real_monotonic
 from ..config import Settings, use_settings
 from ..probes import WRITE_POINTS, ProbeEvent
 from . import usercall
+from .processes import fork_warning_silenced
 
 __all__ = [
     "COUNTED_POINTS",
@@ -257,9 +257,9 @@ def _child(
 def _fork() -> int:
     # Python 3.12+ warns that forking a multi-threaded process may deadlock the
     # child; the child runs only the target and leaves with os._exit, under a
-    # timeout, so the warning (an error under filterwarnings=error) is silenced.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+    # timeout, so that one warning (an error under filterwarnings=error) is
+    # silenced, and no other.
+    with fork_warning_silenced():
         return os.fork()
 
 

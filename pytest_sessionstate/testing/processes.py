@@ -26,7 +26,7 @@ import multiprocessing
 import pickle
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -37,6 +37,7 @@ __all__ = [
     "check_picklable",
     "context_for",
     "default_start_method",
+    "fork_warning_silenced",
     "kill_and_reap",
     "new_process",
     "start_process",
@@ -101,10 +102,17 @@ def new_process(context: BaseContext, **options: Any) -> BaseProcess:
     return process
 
 
-def start_process(process: BaseProcess) -> None:
-    """Start ``process`` without letting the fork-with-threads warning escape (see above)."""
+@contextlib.contextmanager
+def fork_warning_silenced() -> Iterator[None]:
+    """Silence exactly the fork-with-threads warning for the block (see above)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_FORK_WARNING, category=DeprecationWarning)
+        yield
+
+
+def start_process(process: BaseProcess) -> None:
+    """Start ``process`` without letting the fork-with-threads warning escape (see above)."""
+    with fork_warning_silenced():
         process.start()
 
 
