@@ -17,17 +17,22 @@ from pytest_sessionstate.testing.processes import fork_warning_silenced
 
 
 def test_only_the_fork_with_threads_warning_is_silenced() -> None:
-    with warnings.catch_warnings(record=True) as seen, fork_warning_silenced():
+    with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        warnings.warn(
-            f"This process (pid={os.getpid()}) is multi-threaded, use of fork() may lead "
-            "to deadlocks in the child.",
-            DeprecationWarning,
-            stacklevel=1,
-        )
-        warnings.warn("another deprecation", DeprecationWarning, stacklevel=1)
+        with fork_warning_silenced():
+            warn_both()
 
     assert [str(w.message) for w in seen] == ["another deprecation"]
+
+
+def warn_both() -> None:
+    warnings.warn(
+        f"This process (pid={os.getpid()}) is multi-threaded, use of fork() may lead "
+        "to deadlocks in the child.",
+        DeprecationWarning,
+        stacklevel=1,
+    )
+    warnings.warn("another deprecation", DeprecationWarning, stacklevel=1)
 
 
 def test_the_crash_injectors_fork_uses_the_exact_filter(monkeypatch: pytest.MonkeyPatch) -> None:
