@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 #: The widest mode of a session file (documents and the lock file): what the state
-#: manager creates them with.  (And :data:`DIR_MODE`, of a session directory.)
+#: manager creates them with (``DIR_MODE``: of a session directory).
 FILE_MODE = fsops.FILE_MODE
 DIR_MODE = fsops.DIR_MODE
 
