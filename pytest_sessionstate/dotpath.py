@@ -17,7 +17,16 @@ from typing import Any
 
 from .errors import SessionValueError
 
-__all__ = ["Path", "apply_updates", "join", "normalize", "split"]
+__all__ = [
+    "ParsedUpdates",
+    "Path",
+    "apply_parsed",
+    "apply_updates",
+    "join",
+    "normalize",
+    "parse_updates",
+    "split",
+]
 
 #: A dot path as written (``"a.b"``) or as its segments (``("a", "b")``).
 Path = str | tuple[str, ...]
@@ -126,7 +135,18 @@ def normalize(path: Path) -> tuple[str, ...]:
     raise _bad(path, f"must be a str or a tuple of str, not {type(path).__name__}")
 
 
-def _normalize_updates(updates: Mapping[Any, Any]) -> list[tuple[tuple[str, ...], Any]]:
+#: Updates parsed by :func:`parse_updates`: ``(segments, value)`` pairs, in order.
+ParsedUpdates = list[tuple[tuple[str, ...], Any]]
+
+
+def parse_updates(updates: Mapping[Any, Any]) -> ParsedUpdates:
+    """The first phase of an update: ``updates`` with every path parsed to its segments.
+
+    Done before the lock is taken, so that a malformed path costs no lock and no
+    read; :func:`apply_parsed` is the second phase, under the lock.
+
+    :raises SessionValueError: if ``updates`` is not a mapping, or a path is malformed.
+    """
     if not isinstance(updates, Mapping):
         raise SessionValueError(
             f"updates must be a mapping of dot paths to values, not {type(updates).__name__}",
@@ -150,12 +170,17 @@ def apply_updates(document: Mapping[str, Any], updates: Mapping[Path, Any]) -> d
             f"document must be a JSON object, not {type(document).__name__}",
             details={"type": type(document).__name__},
         )
-    return _apply(document, _normalize_updates(updates))
+    return apply_parsed(document, parse_updates(updates))
 
 
-def _apply(
-    document: Mapping[str, Any], updates: list[tuple[tuple[str, ...], Any]]
-) -> dict[str, Any]:
+def apply_parsed(document: Mapping[str, Any], updates: ParsedUpdates) -> dict[str, Any]:
+    """The second phase of an update: a new document with parsed ``updates`` applied.
+
+    As :func:`apply_updates` (``document`` is never mutated, only the objects along
+    an updated path are copied), for updates already parsed by :func:`parse_updates`.
+
+    :raises SessionValueError: if a path runs through a value that is not an object.
+    """
     result = dict(document)
     # Objects of ``result`` already copied by this call: safe to change in place.
     owned: set[int] = {id(result)}

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from . import codec, fsops, probes
 from .config import Settings, current_settings, to_seconds
-from .dotpath import _apply, _normalize_updates
+from .dotpath import apply_parsed, parse_updates
 from .errors import SessionNotFoundError, SessionValueError
 from .jsontypes import JSONObject, Updates
 from .lockcontext import LockContext, current_owner
@@ -196,11 +196,11 @@ class StateManager:
         # is written is what was checked (a value's own methods are never called).
         parsed = [
             (segments, codec.normalize(value, at=segments))
-            for segments, value in _normalize_updates(cast("Mapping[Any, Any]", updates))
+            for segments, value in parse_updates(cast("Mapping[Any, Any]", updates))
         ]
         held = self._lock_existing(filename)
         with held:
-            document = _apply(self._read(filename, held.dir_fd), parsed)
+            document = apply_parsed(self._read(filename, held.dir_fd), parsed)
             self._write(held, filename, codec.encode(document, validated=True))
         return document
 

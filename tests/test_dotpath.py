@@ -249,3 +249,21 @@ def test_updates_must_be_a_mapping(bad):
 def test_document_must_be_a_mapping():
     with pytest.raises(SessionValueError):
         apply_updates([], {"a": 1})
+
+
+def test_the_two_phases_of_an_update_are_public_and_make_what_apply_updates_makes():
+    from pytest_sessionstate.dotpath import apply_parsed, parse_updates
+
+    document = {"a": {"b": 1}, "keep": [1]}
+    parsed = parse_updates({"a.c": 2, ("x", "y.z"): 3})
+
+    assert parsed == [(("a", "c"), 2), (("x", "y.z"), 3)]
+    result = apply_parsed(document, parsed)
+    assert result == apply_updates(document, {"a.c": 2, ("x", "y.z"): 3})
+    assert result == {"a": {"b": 1, "c": 2}, "keep": [1], "x": {"y.z": 3}}
+    assert document == {"a": {"b": 1}, "keep": [1]}  # never mutated
+    assert result["keep"] is document["keep"]  # what is not on a path is shared
+    with pytest.raises(SessionValueError, match="updates must be a mapping"):
+        parse_updates([("a", 1)])  # type: ignore[arg-type]
+    with pytest.raises(SessionValueError):
+        parse_updates({"a..b": 1})
