@@ -75,6 +75,11 @@ class Crash(NamedTuple):
     filename: str | None
     session_id: str | None = None
 
+    @property
+    def run(self) -> int:
+        """The run, as :attr:`Violation.run` and :attr:`TargetError.run` name it (= ``k``)."""
+        return self.k
+
     def __str__(self) -> str:
         where = [f"{self.filename}"] if self.filename is not None else []
         if self.session_id is not None:
@@ -105,6 +110,11 @@ class Violation:
     found: str
     expected: str
     snapshot: dict[str, dict[str, Any]] = field(hash=False)
+
+    @property
+    def k(self) -> int:
+        """The run, as :attr:`Crash.k` names it (= ``run``)."""
+        return self.run
 
     @property
     def point(self) -> str | None:
@@ -150,6 +160,12 @@ class TargetError:
     type: str
     message: str
     traceback: str = field(default="", compare=False, repr=False)
+
+    @property
+    def exc_type(self) -> str:
+        """The exception's type name, as :attr:`WorkerError.exc_type
+        <pytest_sessionstate.testing.contention.WorkerError.exc_type>` names it."""
+        return self.type
 
     def __str__(self) -> str:
         return (
@@ -225,6 +241,12 @@ class CrashReport:
         __tracebackhide__ = True
         if not self.ok:
             raise AssertionError(self.summary())
+
+    def raise_errors(self) -> None:
+        """The same as :meth:`assert_ok`, under the name :class:`ContentionResult
+        <pytest_sessionstate.ContentionResult>` uses: both results answer both."""
+        __tracebackhide__ = True
+        self.assert_ok()
 
 
 class InjectedFault:

@@ -235,6 +235,12 @@ class ContentionResult(Generic[T]):
             headline += f"; timed out: worker(s) {', '.join(map(str, self.timed_out))}"
         _raise_for(self.errors, headline + ":")
 
+    def assert_ok(self) -> None:
+        """The same as :meth:`raise_errors`, under the name :class:`CrashReport
+        <pytest_sessionstate.CrashReport>` uses: both results answer both."""
+        __tracebackhide__ = True
+        self.raise_errors()
+
 
 @dataclass(frozen=True)
 class CallOutcome:
@@ -300,3 +306,9 @@ class InterleaveResult:
         """
         __tracebackhide__ = True
         _raise_for(self.errors, "interleave: a call failed (worker 0 is first, 1 is second):")
+
+    def assert_ok(self) -> None:
+        """The same as :meth:`raise_errors` (the name :class:`CrashReport
+        <pytest_sessionstate.CrashReport>` uses)."""
+        __tracebackhide__ = True
+        self.raise_errors()
