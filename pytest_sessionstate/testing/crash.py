@@ -163,8 +163,8 @@ class TargetError:
 
     @property
     def exc_type(self) -> str:
-        """The exception's type name, as :attr:`WorkerError.exc_type
-        <pytest_sessionstate.testing.contention.WorkerError.exc_type>` names it."""
+        """The exception's type name, as a :class:`WorkerError
+        <pytest_sessionstate.testing.contention.WorkerError>` names it (= ``type``)."""
         return self.type
 
     def __str__(self) -> str:
