@@ -261,7 +261,9 @@ class LockContext:
         if created:
             self.created_dir = True
         try:
-            waited = self._lock_dir(path, dir_fd, owner, timeout, on_wait, created)
+            waited = self._lock_dir(
+                path, dir_fd, owner=owner, timeout=timeout, on_wait=on_wait, created=created
+            )
         except FileNotFoundError:
             # The directory was deleted after we opened it (its lock file cannot be
             # made in it any more): start over on whatever is at the path now.
@@ -282,6 +284,7 @@ class LockContext:
         self,
         path: str,
         dir_fd: int,
+        *,
         owner: object,
         timeout: float,
         on_wait: Callable[[], None],

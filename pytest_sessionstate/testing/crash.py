@@ -418,7 +418,17 @@ class CrashInjector:
         self.reports.append(report)
         self._crash_states = [] if all_or_nothing else None
         try:
-            self._loop(report, target, arguments, keywords, before, mode, check, max_runs, timeout)
+            self._loop(
+                report,
+                target,
+                arguments,
+                keywords,
+                before=before,
+                mode=mode,
+                check=check,
+                max_runs=max_runs,
+                timeout=timeout,
+            )
             states = self._crash_states
             if states is not None:
                 report.violations[:] = check_all_or_nothing(report.violations, before, states)
@@ -433,6 +443,7 @@ class CrashInjector:
         target: Callable[..., object],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        *,
         before: Tree,
         mode: str,
         check: Check | None,
@@ -445,17 +456,30 @@ class CrashInjector:
             if mode == "error":
                 outcome = crashlog.run_in_process(target, args, kwargs, self.settings, k)
             else:
-                outcome = crashlog.run_forked(target, args, kwargs, self.settings, k, timeout)
+                outcome = crashlog.run_forked(
+                    target, args, kwargs, settings=self.settings, crash_at=k, timeout=timeout
+                )
             report.runs += 1
             if outcome.status == "crashed" and outcome.crash_event is not None:
                 crash = self._crash(k, outcome.crash_event)
                 report.crashes.append(crash)
-                self._check_crash(report, k, crash, before, outcome.events, mode, check)
+                self._check_crash(
+                    report, k, crash, before=before, events=outcome.events, mode=mode, check=check
+                )
                 continue
             if outcome.status == "returned":
                 report.hits = outcome.hits
                 state = "after the run completed"
-                self._check_state(report, k, None, state, before, outcome.events, False, check)
+                self._check_state(
+                    report,
+                    k,
+                    None,
+                    state=state,
+                    before=before,
+                    events=outcome.events,
+                    power_cut=False,
+                    check=check,
+                )
             else:
                 kind, message, text = outcome.error or ("error", "", "")
                 report.errors.append(TargetError(k, outcome.hits, kind, message, text))
@@ -471,6 +495,7 @@ class CrashInjector:
         report: CrashReport,
         k: int,
         crash: Crash,
+        *,
         before: Tree,
         events: list[ProbeEvent],
         mode: str,
@@ -478,17 +503,36 @@ class CrashInjector:
     ) -> None:
         if mode != "power-loss":
             state = "after SIGKILL" if mode == "kill" else "after the injected OSError(EIO)"
-            self._check_state(report, k, crash, state, before, events, False, check)
+            self._check_state(
+                report,
+                k,
+                crash,
+                state=state,
+                before=before,
+                events=events,
+                power_cut=False,
+                check=check,
+            )
             return
         for power_cut in power_cut_states(before, events, self.settings.root):
             restore(self.settings.root, power_cut.tree)
-            self._check_state(report, k, crash, power_cut.label, before, events, True, check)
+            self._check_state(
+                report,
+                k,
+                crash,
+                state=power_cut.label,
+                before=before,
+                events=events,
+                power_cut=True,
+                check=check,
+            )
 
     def _check_state(
         self,
         report: CrashReport,
         k: int,
         crash: Crash | None,
+        *,
         state: str,
         before: Tree,
         events: list[ProbeEvent],

@@ -219,6 +219,7 @@ def _child(
     target: Callable[..., object],
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
+    *,
     settings: Settings,
     crash_at: int,
 ) -> None:  # pragma: no cover - runs in the forked child (its outcome is tested)
@@ -318,6 +319,7 @@ def run_forked(
     target: Callable[..., object],
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
+    *,
     settings: Settings,
     crash_at: int,
     timeout: float,
@@ -337,7 +339,7 @@ def run_forked(
     if pid == 0:  # pragma: no cover - the child
         try:
             os.close(read_fd)
-            _child(write_fd, target, args, kwargs, settings, crash_at)
+            _child(write_fd, target, args, kwargs, settings=settings, crash_at=crash_at)
         finally:
             os._exit(_EXIT_BROKEN)
     os.close(write_fd)

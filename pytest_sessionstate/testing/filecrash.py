@@ -274,6 +274,7 @@ def run_intercepted(
     target: Callable[..., object],
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
+    *,
     root: str,
     crash_at: int,
     mode: str,
@@ -304,7 +305,15 @@ def run_intercepted(
     with contextlib.suppress(OSError):
         os.setpgid(pid, pid)
     try:
-        return _serve(parent_sock, pid, root, crash_at, mode, timeout, initial)
+        return _serve(
+            parent_sock,
+            pid,
+            root=root,
+            crash_at=crash_at,
+            mode=mode,
+            timeout=timeout,
+            initial=initial,
+        )
     finally:
         parent_sock.close()
 
@@ -312,6 +321,7 @@ def run_intercepted(
 def _serve(
     sock: socket.socket,
     pid: int,
+    *,
     root: str,
     crash_at: int,
     mode: str,
@@ -355,7 +365,16 @@ def _serve(
             if flags & select.POLLIN:
                 note = seccomp.receive(listener)
                 if note is not None:
-                    killed = _decide(note, listener, decoder, model, outcome, crash_at, mode, pid)
+                    killed = _decide(
+                        note,
+                        listener,
+                        decoder,
+                        model=model,
+                        outcome=outcome,
+                        crash_at=crash_at,
+                        mode=mode,
+                        pid=pid,
+                    )
                     if killed and at_crash is None:
                         at_crash = list(acknowledged)
                 continue
@@ -400,6 +419,7 @@ def _decide(
     note: seccomp.Notification,
     listener: int,
     decoder: Decoder,
+    *,
     model: PersistenceRecorder | None,
     outcome: FileRunOutcome,
     crash_at: int,
@@ -550,16 +570,24 @@ def explore_files(
         for k in range(1, max_runs + 1):
             restore(root, before)
             outcome = run_intercepted(
-                target, arguments, keywords, str(root), k, mode, float(timeout), before, settings
+                target,
+                arguments,
+                keywords,
+                root=str(root),
+                crash_at=k,
+                mode=mode,
+                timeout=float(timeout),
+                initial=before,
+                settings=settings,
             )
             report.runs += 1
             if outcome.status == "crashed" and outcome.crash is not None:
                 report.crashes.append(_crash_record(outcome.crash))
-                _judge(report, k, outcome, root, mode, check)
+                _judge(report, k, outcome, root=root, mode=mode, check=check)
                 continue
             if outcome.status == "returned":
                 report.hits = len(outcome.operations)
-                _judge(report, k, outcome, root, mode, check)
+                _judge(report, k, outcome, root=root, mode=mode, check=check)
             else:
                 kind, message, text = outcome.error or ("error", "", "")
                 report.errors.append(TargetError(k, len(outcome.operations), kind, message, text))
@@ -574,6 +602,7 @@ def _judge(
     report: CrashReport,
     k: int,
     outcome: FileRunOutcome,
+    *,
     root: Path,
     mode: str,
     check: FileCheck | None,
@@ -583,7 +612,7 @@ def _judge(
         prefix = "power cut" if crashed else "power cut after the target returned"
         for cut in outcome.power_cuts:
             restore(root, cut.tree)
-            _check_one(report, k, outcome, root, f"{prefix}: {cut.label}", check)
+            _check_one(report, k, outcome, root=root, label=f"{prefix}: {cut.label}", check=check)
         return
     if not crashed:
         label = "after the run completed"
@@ -591,13 +620,14 @@ def _judge(
         label = "after SIGKILL"
     else:
         label = "after the injected OSError(EIO); the target ran on to its end"
-    _check_one(report, k, outcome, root, label, check)
+    _check_one(report, k, outcome, root=root, label=label, check=check)
 
 
 def _check_one(
     report: CrashReport,
     k: int,
     outcome: FileRunOutcome,
+    *,
     root: Path,
     label: str,
     check: FileCheck | None,

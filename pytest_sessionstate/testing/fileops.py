@@ -335,6 +335,7 @@ class Decoder:
         operation: str,
         dirfd: int,
         address: int,
+        *,
         detail: str = "",
         flags: int = 0,
     ) -> FileOp | None:
@@ -432,7 +433,7 @@ class Decoder:
             how = self.read_memory(note.pid, a[2], 8)
             return self._open(note, _signed32(a[0]), a[1], int.from_bytes(how, "little"))
         if name == "truncate":
-            return self._path_op(note, "truncate", cwd, a[0], f"to {_signed64(a[1])} bytes")
+            return self._path_op(note, "truncate", cwd, a[0], detail=f"to {_signed64(a[1])} bytes")
         if name in ("rename", "renameat", "renameat2"):
             if name == "rename":
                 old, new, flags = (cwd, a[0]), (cwd, a[1]), 0

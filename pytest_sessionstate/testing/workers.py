@@ -176,7 +176,7 @@ def _send(conn: Connection, message: tuple[Any, ...]) -> None:
     conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
 
 
-def _process_main(
+def _process_main(  # noqa: PLR0917 - a Process target gets its arguments positionally
     conn: Connection,
     go: ProcessEvent,
     worker: int,
@@ -447,6 +447,7 @@ class _ThreadRun:
         target: Target,
         args: Sequence[Any],
         kwargs: Mapping[str, Any],
+        *,
         workers: int,
         iterations: int,
         timeout: float,
@@ -585,7 +586,7 @@ def run_threads(
     """Run the workers as threads of this process; see the module docstring."""
     begin = real_monotonic()
     deadline = begin + timeout
-    run = _ThreadRun(target, args, kwargs, workers, iterations, timeout)
+    run = _ThreadRun(target, args, kwargs, workers=workers, iterations=iterations, timeout=timeout)
     probes.add_listener(run.listener)
     stuck: list[int] = []
     cut: list[int] = []
