@@ -574,3 +574,92 @@ def test_mangled_bytes_are_read_as_the_stdlib_reads_them_or_refused(data):
         return
     assert got == expected
     assert decode(encode(got)) == got
+
+
+# -- large documents: the sampled scan, the wrapped depth check, the paused collector --
+
+
+def _large(extra: dict, *, pad: int = 0) -> dict:
+    """A document of about 100 KB (above the size where decoding samples the bytes),
+    with ``extra`` at the end, shifted by ``pad`` bytes.  No other digits: the
+    sample of the bytes must find the number itself, not a neighbour."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    names = [a + b + c for a in letters for b in letters for c in letters[:4]]
+    document: dict = {"tasks": {f"t{n}": {"ok": True, "by": f"w{n[0]}"} for n in names}}
+    document["pad"] = "x" * pad
+    document.update(extra)
+    return document
+
+
+@pytest.mark.parametrize("pad", range(9))  # every alignment against the sampling stride
+@pytest.mark.parametrize("value", [2**64, -(2**63) - 1, 10**19, 12345678901234567890123])
+def test_a_big_integer_in_a_large_document_reads_exactly_at_every_alignment(value, pad):
+    document = _large({"n": value}, pad=pad)
+    data = json.dumps(document, indent=2).encode()
+    assert len(data) > 64 * 1024
+    assert decode(data) == document
+    assert type(decode(data)["n"]) is int
+
+
+@pytest.mark.parametrize("pad", range(9))
+def test_long_digit_runs_that_are_not_big_integers_read_as_themselves(pad):
+    document = _large({"s": "1" * 40, "f": 1.2345678901234567, "i": 1234567890123456789}, pad=pad)
+    data = json.dumps(document).encode()
+    assert decode(data) == document
+
+
+def test_an_integer_over_the_digit_limit_in_a_large_file_is_corrupt():
+    data = json.dumps(_large({})).encode()[:-1] + b', "n": ' + b"7" * (MAX_INT_DIGITS + 1) + b"}"
+    with pytest.raises(SessionCorruptError, match="digits"):
+        decode(data)
+
+
+def test_a_large_file_nested_too_deeply_is_corrupt():
+    deep = "[" * MAX_DEPTH + "]" * MAX_DEPTH  # one level below the top object: too deep
+    data = json.dumps(_large({})).encode()[:-1] + f', "d": {deep}}}'.encode()
+    with pytest.raises(SessionCorruptError, match="nested deeper"):
+        decode(data)
+    fits = "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1)
+    assert decode(json.dumps(_large({})).encode()[:-1] + f', "d": {fits}}}'.encode())["d"]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_decoding_a_large_document_leaves_the_collector_as_it_found_it(enabled):
+    import gc
+
+    data = json.dumps(_large({})).encode()
+    bad = data[:-1] + b', "x": NaN}'
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        assert decode(data)["tasks"]["tabc"] == {"ok": True, "by": "wa"}
+        assert gc.isenabled() is enabled
+        with pytest.raises(SessionCorruptError):
+            decode(bad)
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: math.nan,
+        lambda: -math.inf,
+        lambda: Color.RED,
+        lambda: uuid.UUID(int=1),
+        lambda: orjson.Fragment(b"1"),
+        lambda: datetime.datetime(2024, 1, 1),
+        lambda: {1: "int key"},
+        lambda: HidingDict(shown=1, hidden=math.nan),
+    ],
+    ids=["nan", "-inf", "enum", "uuid", "fragment", "datetime", "int-key", "lying-dict"],
+)
+def test_a_bad_value_deep_in_a_large_transaction_is_refused(tmp_path, make):
+    sm = StateManager("big", settings=Settings(tmp_path, durable=False))
+    sm.write_json("doc.json", _large({}))
+    before = (sm.session_dir / "doc.json").read_bytes()
+    with pytest.raises(SessionValueError) as info, sm.transaction("doc.json") as doc:
+        doc["tasks"]["txyc"]["by"] = make()
+    assert info.value.details["path"].startswith("['tasks']['txyc']['by']")
+    assert (sm.session_dir / "doc.json").read_bytes() == before
