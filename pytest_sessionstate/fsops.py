@@ -58,6 +58,10 @@ __all__ = [
     "remove_session",
     "same_entry",
     "write_file",
+    "UNBORN_NAME",
+    "mark_unborn",
+    "clear_unborn",
+    "is_unborn",
 ]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -69,6 +73,8 @@ _READ_FLAGS = os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _CLOEXEC | _BINARY
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC | _BINARY
 _DIR_FLAGS = os.O_RDONLY | _DIRECTORY | _CLOEXEC
 _SUBDIR_FLAGS = _DIR_FLAGS | _NOFOLLOW
+#: Flags to open a session directory below an open root, never through a symlink.
+SUBDIR_FLAGS = _SUBDIR_FLAGS
 # The lock file is opened read-only: flock needs no write access, so lock() and
 # reads also work on a read-only mount.  Non-blocking: a FIFO cannot hang us.
 _LOCK_FLAGS = os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _CLOEXEC | _BINARY
@@ -82,6 +88,12 @@ FILE_MODE = 0o600
 DIR_MODE = 0o700
 #: Name of the lock file inside each session directory.
 LOCK_NAME = ".lock"
+#: Name of the marker of a session whose first write has not completed: made
+#: with the directory by a write that creates the session, removed once that
+#: write's file is in place.  A directory holding it (or no lock file) and no
+#: document is debris of a killed first write, not a session (see
+#: :func:`is_unborn`).
+UNBORN_NAME = ".creating"
 
 
 def is_temp_name(name: str) -> bool:
@@ -346,8 +358,47 @@ def list_documents(dir_fd: int, is_valid: Callable[[str], bool]) -> list[str]:
     return names
 
 
-def remove_orphans(dir_fd: int, session_dir: str) -> None:
+def mark_unborn(dir_fd: int, *, durable: bool) -> None:
+    """Mark a session directory just made by a first write (see :data:`UNBORN_NAME`).
+
+    Durably (when ``durable``) before anything else is made in it: a power cut
+    can then never keep the lock file without the marker.
+    """
+    os.close(os.open(UNBORN_NAME, _CREATE_FLAGS, FILE_MODE, dir_fd=dir_fd))
+    if durable:
+        fsync_dir(dir_fd)
+
+
+def clear_unborn(dir_fd: int) -> None:
+    """Remove the marker (the session is a session now); absent is fine."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(UNBORN_NAME, dir_fd=dir_fd)
+
+
+def is_unborn(dir_fd: int, is_valid: Callable[[str], bool]) -> bool:
+    """Whether a session directory is debris of a first write that never completed.
+
+    It is when it holds no document and either the marker of an unfinished first
+    write or no lock file (a first write killed between ``mkdir`` and the lock
+    file).  A session made by ``lock()`` has its lock file and no marker: it is a
+    session, empty or not.  Two ``stat`` calls for a session in use.
+    """
+    try:
+        os.stat(UNBORN_NAME, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        try:
+            os.stat(LOCK_NAME, dir_fd=dir_fd, follow_symlinks=False)
+            return False
+        except FileNotFoundError:
+            pass
+    return not list_documents(dir_fd, is_valid)
+
+
+def remove_orphans(dir_fd: int, session_dir: str) -> bool:
     """Remove temp files left by writers that were killed mid-write.
+
+    :returns: whether the directory holds the marker of an unfinished first write
+        (found in the same listing; the caller removes it once its write is done).
 
     Called with the lock held, when no other writer can own a temp file.  Only
     files are removed, and only through ``dir_fd``: a directory squatting on a
@@ -357,12 +408,12 @@ def remove_orphans(dir_fd: int, session_dir: str) -> None:
     unlinked in ``dir_fd``, and only if it is a temp name.
     """
     with os.scandir(session_dir) as entries:
-        orphans = [
-            entry.name for entry in entries if entry.name[0] == "." and _TEMP.fullmatch(entry.name)
-        ]
-    for name in orphans:
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
-            os.unlink(name, dir_fd=dir_fd)
+        dot_names = [entry.name for entry in entries if entry.name[0] == "."]
+    for name in dot_names:
+        if _TEMP.fullmatch(name):
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+                os.unlink(name, dir_fd=dir_fd)
+    return UNBORN_NAME in dot_names
 
 
 def write_file(
@@ -386,7 +437,7 @@ def write_file(
         if not stat.S_ISREG(existing.st_mode):  # refused before anything is touched
             raise _not_a_file(os.path.join(session_dir, filename), _describe(existing.st_mode))
         mode = stat.S_IMODE(existing.st_mode)
-    remove_orphans(dir_fd, os.fspath(session_dir))
+    unborn = remove_orphans(dir_fd, os.fspath(session_dir))
     temp = _temp_name(filename)
     temp_path = session_dir / temp if emit else None
     fd = os.open(temp, _CREATE_FLAGS, FILE_MODE, dir_fd=dir_fd)
@@ -424,6 +475,9 @@ def write_file(
         fsync_dir(dir_fd)
         if emit:
             emit(ProbeEvent("dir-synced", session_dir, filename, durable=durable))
+    if unborn:
+        # The first file is in place (and durable): the session exists now.
+        clear_unborn(dir_fd)
 
 
 def remove_file(dir_fd: int, session_dir: Path, filename: str, *, durable: bool) -> None:

@@ -292,6 +292,10 @@ class LockContext:
     ) -> float | bool | None:
         manager = self._manager
         if created:
+            if self._discard_new:
+                # A first write: until its file is in place, this directory is not
+                # a session (a kill now must not leave an empty one behind).
+                fsops.mark_unborn(dir_fd, durable=manager.settings.durable)
             if manager.settings.durable:
                 fsops.fsync_dir(os.path.dirname(path))
             if probes.listeners:
@@ -329,6 +333,9 @@ class LockContext:
             return False
         lock.dir_fd = self.dir_fd = dir_fd
         lock.task = current_task()
+        if not created and self._missing is None and not self._discard_new:
+            # lock() makes the session: also one a killed first write left unborn.
+            fsops.clear_unborn(dir_fd)
         return waited
 
     def _undo(self, owner: object) -> None:
@@ -360,20 +367,24 @@ class LockContext:
     def _remove_if_new(self, dir_fd: int) -> None:
         """Undo the creation of a session whose first write failed (lock held through
         ``dir_fd``, or never taken: -1): the directory goes only if it holds nothing
-        but its lock file.
+        but its lock file and the first write's marker (gone if a ``lock()`` took the
+        session meanwhile: then it is someone's session, and stays).
 
         Needs no new descriptor when the listing cannot get one (the write may have
         failed with EMFILE): then the lock file is unlinked (safe while we hold it:
         waiters on it start over) and ``rmdir`` refuses a directory that is not empty.
+        The marker goes last: a kill half way leaves debris, never a session.
         """
         with contextlib.suppress(OSError):
             if dir_fd >= 0:
                 try:
-                    if os.listdir(dir_fd) != [fsops.LOCK_NAME]:
+                    if sorted(os.listdir(dir_fd)) != [fsops.UNBORN_NAME, fsops.LOCK_NAME]:
                         return
                 except OSError:
-                    pass  # no descriptor to list it with: let rmdir judge
+                    # No descriptor to list it with: let rmdir judge the rest.
+                    os.stat(fsops.UNBORN_NAME, dir_fd=dir_fd, follow_symlinks=False)
                 os.unlink(fsops.LOCK_NAME, dir_fd=dir_fd)
+                os.unlink(fsops.UNBORN_NAME, dir_fd=dir_fd)
             os.rmdir(self._manager.session_dir)
 
     def _leave(self, *, failed: bool) -> bool:

@@ -41,7 +41,7 @@ from . import fsops
 # gives files and the strict decoder it reads them with.
 from .codec import decode_checked
 from .errors import SessionCorruptError, SessionValueError
-from .fsops import article, is_temp_name, kind_of
+from .fsops import UNBORN_NAME, article, is_temp_name, kind_of
 from .names import is_valid_name
 from .proclocks import command_of, file_key, read_locks
 from .state import LOCK_FILENAME
@@ -165,6 +165,9 @@ class SessionInfo:
     :param temps: temp files of the write protocol, orphaned or in flight.
     :param others: every other entry but the lock file (strays, FIFOs, symlinks...).
     :param locked: whether its lock is held right now; None if that cannot be seen.
+    :param unborn: whether it holds the marker of a first write not completed
+        (without documents, it is then no session for ``exists()`` and
+        ``list_sessions``: a first write in progress, or debris of a killed one).
     """
 
     session_id: str
@@ -173,6 +176,7 @@ class SessionInfo:
     others: list[str] = field(default_factory=list)
     locked: bool | None = None
     lock_key: tuple[int, int, int] | None = field(default=None, repr=False)
+    unborn: bool = False
 
     @property
     def empty(self) -> bool:
@@ -186,6 +190,7 @@ class SessionInfo:
             "documents": list(self.documents),
             "empty": self.empty,
             "locked": self.locked,
+            "unborn": self.unborn,
         }
 
 
@@ -421,6 +426,11 @@ class _Scanner:
             else:
                 session.lock_key = file_key(info)
                 self._check_owner_and_mode(path, info, FILE_MODE, session_id)
+            return
+        if name == UNBORN_NAME and stat.S_ISREG(mode):
+            # The marker of a first write not completed: the write is in progress,
+            # or was killed (then, without documents, the session is empty debris).
+            session.unborn = True
             return
         if stat.S_ISLNK(mode):
             session.others.append(name)

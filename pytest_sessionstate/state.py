@@ -277,6 +277,8 @@ class StateManager:
         try:
             if filename is not None:
                 return fsops.entry_kind(dir_fd, filename) == "a regular file"
+            if fsops.is_unborn(dir_fd, is_valid_name):
+                return False  # what a killed first write left: not a session
             info = os.fstat(dir_fd)
         finally:
             os.close(dir_fd)
@@ -343,17 +345,36 @@ def list_sessions(*, settings: Settings | None = None) -> list[str]:
     """The ids of the sessions under the root, sorted (an absent root has none).
 
     Only real directories count: never a symlink, a file, a tombstone of a
-    deleted session or anything else whose name is not a valid id.
+    deleted session, what a killed first write left (see :meth:`StateManager.exists`)
+    or anything else whose name is not a valid id.
     """
     root = (settings if settings is not None else current_settings()).root
     try:
-        with os.scandir(root) as entries:
+        root_fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    try:
+        with os.scandir(root_fd) as entries:
             ids = [
                 entry.name
                 for entry in entries
                 if entry.is_dir(follow_symlinks=False) and is_valid_name(entry.name)
             ]
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+        ids = [session_id for session_id in ids if not _is_unborn_at(root_fd, session_id)]
+    finally:
+        os.close(root_fd)
     ids.sort()
     return ids
+
+
+def _is_unborn_at(root_fd: int, session_id: str) -> bool:
+    """:func:`fsops.is_unborn` for a session of the root open as ``root_fd`` (False if
+    it is no longer a directory there: gone is not listed either way)."""
+    try:
+        dir_fd = os.open(session_id, fsops.SUBDIR_FLAGS, dir_fd=root_fd)
+    except OSError:
+        return True  # deleted (or swapped for something else) since the listing
+    try:
+        return fsops.is_unborn(dir_fd, is_valid_name)
+    finally:
+        os.close(dir_fd)

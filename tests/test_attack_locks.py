@@ -776,13 +776,6 @@ StateManager("s1", settings=Settings(sys.argv[1], durable=True)).write_json("a.j
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limitation: a first write killed after creating the session directory "
-    "leaves an empty session until `sessionstate repair` (or the next write) uses it; "
-    "making the first write appear atomically needs a staging directory that the "
-    "probe-based crash model does not know yet",
-)
 @pytest.mark.parametrize("point", ["dir-created", "lock-acquired", "temp-written"])
 def test_a_sigkilled_first_write_leaves_no_empty_session_listed(cfg, point):
     """Case 13: a first write SIGKILLed after it created the session's directory must
