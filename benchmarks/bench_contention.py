@@ -18,6 +18,14 @@ the caller (the mechanism that gives the project's kernel-queued wait a real
 deadline), and ``project-forever`` is the project with ``lock_timeout=-1``,
 whose waits block in the caller's own thread.
 
+Every variant runs with each way of starting its workers that ``--start``
+names: ``fork`` and ``spawn`` (processes started by :mod:`multiprocessing`
+with that method: a spawned worker imports everything afresh, a forked one
+inherits the parent's warm interpreter), and ``thread`` (that many threads of
+one forked process: the project's in-process lock against ``flock`` on one
+open file per thread).  The goals hold for processes, forked and spawned; the
+threads row is reported beside them.
+
 Every variant times its lock acquisition the same way (from just before the
 call that may wait until it returns); throughput is the total number of
 operations over the wall time from the barrier to the last worker's end.  Each
@@ -246,7 +254,11 @@ def _child(
     iterations: int,
     barrier: Any,
     results: Any,
+    *,
+    use_probe: bool = False,
 ) -> None:
+    global USE_PROBE
+    USE_PROBE = use_probe  # a spawned worker does not inherit the parent's setting
     try:
         barrier.wait(60)
         start = time.perf_counter()
@@ -257,25 +269,65 @@ def _child(
         results.put((0.0, 0.0, [], f"{type(exc).__name__}: {exc}"))
 
 
-def run_round(
-    variant: str, root: Path, workers: int, iterations: int, index: int
-) -> dict[str, float]:
-    """One round of one variant in a fresh session directory: its figures."""
-    session_dir = root / f"{variant}-{index}"
-    session_dir.mkdir(mode=0o700)
-    (session_dir / DOC).write_text(json.dumps(START_DOC, indent=2), encoding="utf-8")
-    context = multiprocessing.get_context("fork")
-    barrier = context.Barrier(workers)
-    results = context.Queue()
-    procs = [
-        context.Process(
-            target=_child, args=(variant, str(session_dir), iterations, barrier, results)
+def _threads_child(
+    variant: str, session_dir: str, iterations: int, workers: int, results: Any, *, use_probe: bool
+) -> None:
+    """``workers`` threads of this one process, each a worker of ``variant``."""
+    import queue
+    import threading
+
+    barrier = threading.Barrier(workers)
+    inner: queue.Queue[Any] = queue.Queue()
+    threads = [
+        threading.Thread(
+            target=_child,
+            args=(variant, session_dir, iterations, barrier, inner),
+            kwargs={"use_probe": use_probe},
         )
         for _ in range(workers)
     ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(600)
+    while not inner.empty():
+        results.put(inner.get())
+
+
+#: How ``--start`` may start a round's workers.
+STARTS = ("fork", "spawn", "thread")
+
+
+def run_round(
+    variant: str, root: Path, workers: int, iterations: int, index: int, *, start: str = "fork"
+) -> dict[str, float]:
+    """One round of one variant in a fresh session directory: its figures."""
+    session_dir = root / f"{variant}-{start}-{index}"
+    session_dir.mkdir(mode=0o700)
+    (session_dir / DOC).write_text(json.dumps(START_DOC, indent=2), encoding="utf-8")
+    context = multiprocessing.get_context("fork" if start == "thread" else start)
+    results = context.Queue()
+    if start == "thread":
+        procs = [
+            context.Process(
+                target=_threads_child,
+                args=(variant, str(session_dir), iterations, workers, results),
+                kwargs={"use_probe": USE_PROBE},
+            )
+        ]
+    else:
+        barrier = context.Barrier(workers)
+        procs = [
+            context.Process(
+                target=_child,
+                args=(variant, str(session_dir), iterations, barrier, results),
+                kwargs={"use_probe": USE_PROBE},
+            )
+            for _ in range(workers)
+        ]
     for proc in procs:
         proc.start()
-    outcomes = [results.get(timeout=600) for _ in procs]
+    outcomes = [results.get(timeout=600) for _ in range(workers)]
     for proc in procs:
         proc.join(60)
         if proc.is_alive():  # pragma: no cover - a hung worker
@@ -314,6 +366,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="measure the project's waits at the lock-acquired probe point",
     )
+    parser.add_argument(
+        "--start",
+        default=",".join(STARTS),
+        help="comma-separated ways to start the workers: fork, spawn (processes), "
+        "thread (threads of one process); default all three",
+    )
     args = parser.parse_args(argv)
     global USE_PROBE
     USE_PROBE = args.probe
@@ -322,31 +380,39 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(names) - set(WORKERS)
     if unknown:
         parser.error(f"unknown variants: {sorted(unknown)}")
+    starts = [start.strip() for start in args.start.split(",") if start.strip()]
+    if not starts or set(starts) - set(STARTS):
+        parser.error(f"--start takes a comma-separated subset of {','.join(STARTS)}")
     root = scratch_dir(args.dir, "bench-contention-")
     header(
-        f"Contention: {args.workers} processes x {iterations} read-modify-writes of one small "
+        f"Contention: {args.workers} workers x {iterations} read-modify-writes of one small "
         "document",
         args,
-        f"scratch dir {root}",
+        f"scratch dir {root}; workers started by: {', '.join(starts)}",
     )
-    figures: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    rows = [(name, start) for start in starts for name in names]
+    figures: dict[tuple[str, str], list[dict[str, float]]] = {row: [] for row in rows}
     for index in range(rounds_of(args)):
-        for name in interleaved_order(names, index):
-            figures[name].append(run_round(name, root, args.workers, iterations, index))
+        for start in interleaved_order(starts, index):
+            for name in interleaved_order(names, index):
+                row = (name, start)
+                figures[row].append(
+                    run_round(name, root, args.workers, iterations, index, start=start)
+                )
         print(
             f"round {index + 1}: "
-            + ", ".join(f"{n} {figures[n][-1]['ops_s']:.0f} ops/s" for n in names),
+            + ", ".join(f"{n}/{st} {figures[n, st][-1]['ops_s']:.0f} ops/s" for n, st in rows),
             flush=True,
         )
 
     summary = {
-        name: {key: median([r[key] for r in rounds]) for key in rounds[0]}
-        for name, rounds in figures.items()
+        row: {key: median([r[key] for r in rounds]) for key in rounds[0]}
+        for row, rounds in figures.items()
     }
-    base = summary.get("flock")
     table = Table(
         [
             "variant",
+            "workers",
             "ops/s",
             "p50 wait",
             "p99 wait",
@@ -356,10 +422,12 @@ def main(argv: list[str] | None = None) -> int:
             "worst vs flock",
         ]
     )
-    for name in names:
-        s = summary[name]
+    for name, start in rows:
+        s = summary[name, start]
+        base = summary.get(("flock", start))
         table.add(
             LABELS[name],
+            f"{args.workers} {'threads' if start == 'thread' else start + 'ed'}",
             f"{s['ops_s']:,.0f}",
             ms(s["p50"]),
             ms(s["p99"]),
@@ -371,26 +439,35 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("Medians over the rounds:")
     print(table.render(args.format))
-    if base and "project" in summary:
+    for start in starts:
+        if ("flock", start) not in figures or ("project", start) not in figures:
+            continue
         # The goals are judged on the median of the per-round ratios: each round runs
         # the project next to flock, so a burst of load elsewhere cancels out.
         paired = {
             key: median(
-                [p[key] / f[key] for p, f in zip(figures["project"], figures["flock"], strict=True)]
+                [
+                    p[key] / f[key]
+                    for p, f in zip(figures["project", start], figures["flock", start], strict=True)
+                ]
             )
             for key in ("ops_s", "p99", "worst")
         }
+        kind = "threads of one process" if start == "thread" else f"{start}ed processes"
         print()
-        print("Goals, on the median of the per-round ratios project/flock:")
+        print(f"{kind}: the median of the per-round ratios project/flock:")
         for key, label, limit, ok in (
             ("ops_s", "throughput >= 0.90x", 0.9, paired["ops_s"] >= 0.9),
             ("p99", "p99 wait <= 2x", 2.0, paired["p99"] <= 2.0),
             ("worst", "worst wait <= 3x", 3.0, paired["worst"] <= 3.0),
         ):
-            of_medians = summary["project"][key] / base[key]
+            of_medians = summary["project", start][key] / summary["flock", start][key]
+            # The goals are for processes; for threads the figures are reported.
+            status = verdict(ok) if start != "thread" else "(reported)"
             print(
-                f"goal {label} flock: {paired[key]:.2f}x (ratio of the medians {of_medians:.2f}x,"
-                f" limit {limit:.2f}x) {verdict(ok)}"
+                f"{'goal' if start != 'thread' else 'threads'} {label} flock, {kind}: "
+                f"{paired[key]:.2f}x (ratio of the medians {of_medians:.2f}x,"
+                f" limit {limit:.2f}x) {status}"
             )
     return 0
 
