@@ -12,7 +12,7 @@ import warnings
 
 import pytest
 
-from pytest_sessionstate.testing import crashlog
+from pytest_sessionstate.testing import rawchild
 from pytest_sessionstate.testing.processes import fork_warning_silenced
 
 
@@ -35,15 +35,20 @@ def warn_both() -> None:
     warnings.warn("another deprecation", DeprecationWarning, stacklevel=1)
 
 
-def test_the_crash_injectors_fork_uses_the_exact_filter(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_crash_explorers_fork_uses_the_exact_filter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both explorers (probe points and system calls) fork through rawchild.fork;
+    before, the system-call explorer hid every DeprecationWarning."""
+    from pytest_sessionstate.testing import crashlog, filecrash
+
     # os.fork stands in for a fork that warns twice: the point here is the filter.
     def warning_fork() -> int:
         warn_both()
         return 12345
 
-    monkeypatch.setattr(crashlog.os, "fork", warning_fork)
+    monkeypatch.setattr(rawchild.os, "fork", warning_fork)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        assert crashlog._fork() == 12345
+        assert rawchild.fork() == 12345
 
     assert [str(w.message) for w in seen] == ["another deprecation"]
+    assert crashlog.rawchild.fork is filecrash.rawchild.fork is rawchild.fork

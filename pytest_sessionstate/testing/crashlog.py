@@ -20,13 +20,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import pickle
 import select
 import signal
-import struct
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,8 +34,7 @@ from .. import probes
 from ..clock import real_monotonic
 from ..config import Settings, use_settings
 from ..probes import WRITE_POINTS, ProbeEvent
-from . import usercall
-from .processes import fork_warning_silenced
+from . import rawchild, usercall
 
 __all__ = [
     "COUNTED_POINTS",
@@ -54,7 +50,6 @@ COUNTED_POINTS: frozenset[str] = frozenset((*WRITE_POINTS, "removed"))
 #: Every point a probe may pass.
 ALL_POINTS = probes.PROBE_POINTS
 
-_FRAME = struct.Struct("<Q")
 #: Exit status of a child whose target raised, or which failed to report.
 _EXIT_RAISED = 3
 _EXIT_BROKEN = 70
@@ -208,12 +203,6 @@ def _unpack(record: tuple[Any, ...]) -> ProbeEvent:
     )
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def _child(
     write_fd: int,
     target: Callable[..., object],
@@ -224,8 +213,7 @@ def _child(
     crash_at: int,
 ) -> None:  # pragma: no cover - runs in the forked child (its outcome is tested)
     def send(record: tuple[Any, ...]) -> None:
-        payload = pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
-        _write_all(write_fd, _FRAME.pack(len(payload)) + payload)
+        rawchild.write_all(write_fd, rawchild.frame(record))
 
     def sink(event: ProbeEvent) -> None:
         send(("event", _pack(event)))
@@ -255,15 +243,6 @@ def _child(
     os._exit(status)
 
 
-def _fork() -> int:
-    # Python 3.12+ warns that forking a multi-threaded process may deadlock the
-    # child; the child runs only the target and leaves with os._exit, under a
-    # timeout, so that one warning (an error under filterwarnings=error) is
-    # silenced, and no other.
-    with fork_warning_silenced():
-        return os.fork()
-
-
 def _read_until_eof(read_fd: int, pid: int, deadline: float) -> tuple[bytes, bool]:
     """Everything the child writes; (data, timed_out).  Kills the child at the deadline."""
     chunks: list[bytes] = []
@@ -287,34 +266,6 @@ def _read_until_eof(read_fd: int, pid: int, deadline: float) -> tuple[bytes, boo
     return b"".join(chunks), timed_out
 
 
-def _reap(pid: int) -> int:
-    """Wait for the child (it is dead or leaving); SIGKILL it if it lingers."""
-    deadline = real_monotonic() + 5.0
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
-        if real_monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            _, status = os.waitpid(pid, 0)
-            return status
-        time.sleep(0.001)
-
-
-def _frames(data: bytes) -> list[tuple[Any, ...]]:
-    records: list[tuple[Any, ...]] = []
-    offset = 0
-    while offset + _FRAME.size <= len(data):
-        (length,) = _FRAME.unpack_from(data, offset)
-        start = offset + _FRAME.size
-        if start + length > len(data):
-            break  # a frame cut short by the kill (another thread was sending)
-        records.append(pickle.loads(data[start : start + length]))
-        offset = start + length
-    return records
-
-
 def run_forked(
     target: Callable[..., object],
     args: Sequence[Any],
@@ -331,7 +282,7 @@ def run_forked(
     """
     read_fd, write_fd = os.pipe()
     try:
-        pid = _fork()
+        pid = rawchild.fork()
     except BaseException:
         os.close(read_fd)
         os.close(write_fd)
@@ -347,10 +298,10 @@ def run_forked(
         data, timed_out = _read_until_eof(read_fd, pid, real_monotonic() + timeout)
     finally:
         os.close(read_fd)
-    status = _reap(pid)
+    status = rawchild.reap(pid, real_monotonic() + 5.0)
     events: list[ProbeEvent] = []
     ending: tuple[Any, ...] | None = None
-    for record in _frames(data):
+    for record in rawchild.FrameReader().feed(data):
         if record[0] == "event":
             events.append(_unpack(record[1]))
         else:
@@ -363,6 +314,9 @@ def run_forked(
         return RunOutcome("returned", events, hits)
     if ending is not None and ending[0] == "raised":
         return RunOutcome("raised", events, hits, error=(ending[1], ending[2], ending[3]))
+    if status is None:  # pragma: no cover - a SIGKILLed child that never ended
+        message = "the child process running the target could not be reaped"
+        return RunOutcome("died", events, hits, error=("died", message, ""))
     killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     if killed and at is not None and hits == crash_at:
         return RunOutcome("crashed", events, hits, at)

@@ -25,14 +25,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import pickle
 import select
 import signal
 import socket
-import struct
 import sys
-import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +36,7 @@ from typing import Any
 
 from ..clock import real_monotonic
 from ..config import Settings, use_settings
-from . import checks, seccomp
+from . import checks, rawchild, seccomp
 from .crash import MODES, Crash, CrashMode, CrashReport, TargetError, Violation
 from .crashlog import describe_exception
 from .filemodel import MAX_STATES, PersistenceRecorder, PowerCut, describe_files
@@ -59,7 +55,6 @@ __all__ = [
     "unsupported_reason",
 ]
 
-_FRAME = struct.Struct("<Q")
 _EXIT_RAISED = 3
 _EXIT_BROKEN = 70
 _EXIT_UNAVAILABLE = 71
@@ -81,8 +76,7 @@ def files_supported() -> bool:
 
 
 def _send(sock: socket.socket, record: tuple[Any, ...]) -> None:
-    payload = pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
-    sock.sendall(_FRAME.pack(len(payload)) + payload)
+    sock.sendall(rawchild.frame(record))
 
 
 def acknowledge(value: object) -> None:
@@ -97,12 +91,12 @@ def acknowledge(value: object) -> None:
     if _channel is None:
         return
     try:
-        payload = pickle.dumps(("ack", value), protocol=pickle.HIGHEST_PROTOCOL)
+        data = rawchild.frame(("ack", value))
     except Exception as exc:
         raise TypeError(
             f"acknowledge() needs a value that pickles, not {type(value).__name__} ({exc})"
         ) from exc
-    _channel.sendall(_FRAME.pack(len(payload)) + payload)
+    _channel.sendall(data)
 
 
 @dataclass(frozen=True)
@@ -144,14 +138,6 @@ class FileRunOutcome:
     acknowledged: list[Any] = field(default_factory=list)
     error: tuple[str, str, str] | None = None
     power_cuts: list[PowerCut] = field(default_factory=list)
-
-
-def _fork() -> int:
-    # See processes.py: the child runs only the target and leaves with os._exit,
-    # under a timeout; the multi-threaded fork warning is silenced on purpose.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return os.fork()
 
 
 def _child(
@@ -199,10 +185,11 @@ class _Frames:
     """Reassembles the child's frames from the socket."""
 
     def __init__(self) -> None:
-        self.buffer = bytearray()
+        self.reader = rawchild.FrameReader()
         self.eof = False
 
     def drain(self, sock: socket.socket) -> list[tuple[Any, ...]]:
+        chunks = []
         while not self.eof:
             try:
                 chunk = sock.recv(1 << 16, socket.MSG_DONTWAIT)
@@ -214,41 +201,8 @@ class _Frames:
             if not chunk:
                 self.eof = True
                 break
-            self.buffer += chunk
-        records = []
-        while len(self.buffer) >= _FRAME.size:
-            (length,) = _FRAME.unpack_from(self.buffer)
-            if len(self.buffer) < _FRAME.size + length:
-                break
-            payload = bytes(self.buffer[_FRAME.size : _FRAME.size + length])
-            del self.buffer[: _FRAME.size + length]
-            records.append(pickle.loads(payload))
-        return records
-
-
-def _kill(pid: int) -> None:
-    for kill in (os.killpg, os.kill):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            kill(pid, signal.SIGKILL)
-
-
-def _reap(pid: int, deadline: float) -> int | None:
-    """The child's wait status; it is SIGKILLed if it lingers past ``deadline``."""
-    killed = False
-    while True:
-        try:
-            done, status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return None
-        if done:
-            return status
-        if real_monotonic() > deadline and not killed:
-            _kill(pid)
-            killed = True
-            deadline = real_monotonic() + 5.0
-        elif real_monotonic() > deadline:
-            return None  # pragma: no cover - a SIGKILLed child that never ends
-        time.sleep(0.0005)
+            chunks.append(chunk)
+        return self.reader.feed(b"".join(chunks))
 
 
 def _receive_listener(sock: socket.socket, pid: int) -> tuple[int | None, str | None]:
@@ -263,7 +217,7 @@ def _receive_listener(sock: socket.socket, pid: int) -> tuple[int | None, str | 
     if fds:
         return fds[0], None
     frames = _Frames()
-    frames.buffer += data
+    frames.reader.pending += data
     for record in frames.drain(sock):
         if record[0] == "unavailable":
             return None, str(record[1])
@@ -290,7 +244,7 @@ def run_intercepted(
     """
     parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        pid = _fork()
+        pid = rawchild.fork()
     except BaseException:
         parent_sock.close()
         child_sock.close()
@@ -331,8 +285,8 @@ def _serve(
     deadline = real_monotonic() + timeout
     listener, why = _receive_listener(sock, pid)
     if listener is None:
-        _kill(pid)
-        _reap(pid, real_monotonic() + 5.0)
+        rawchild.kill(pid)
+        rawchild.reap(pid, real_monotonic() + 5.0)
         raise seccomp.SeccompUnavailable(f"crash.explore_files cannot intercept here: {why}")
     outcome = FileRunOutcome("died")
     decoder = Decoder(root)
@@ -353,7 +307,7 @@ def _serve(
             remaining = deadline - real_monotonic()
             if remaining <= 0:
                 timed_out = True
-                _kill(pid)
+                rawchild.kill(pid)
                 break
             events = dict(poller.poll(min(remaining, 1.0) * 1000))
             for record in frames.drain(sock):
@@ -382,7 +336,7 @@ def _serve(
                 break  # every process using the filter is gone
             if frames.eof and killed:
                 break
-        status = _reap(pid, real_monotonic() + 5.0)
+        status = rawchild.reap(pid, real_monotonic() + 5.0)
         for record in frames.drain(sock):
             if record[0] == "ack":
                 acknowledged.append(record[1])
@@ -439,7 +393,7 @@ def _decide(
         if mode == "error":
             seccomp.respond_error(listener, note.id, errno.EIO)
             return False
-        _kill(pid)
+        rawchild.kill(pid)
         return True
     if model is not None:
         model.before(op)
