@@ -32,7 +32,6 @@ from .results import (
     InterleaveResult,
     WorkerError,
     WorkerTimeoutError,
-    qualified_name,
 )
 
 __all__ = ["PROBE_POINTS", "check_probe_point", "interleave"]
@@ -96,12 +95,8 @@ class _Call:
         what = "is still running" if started else "was never started"
         return CallOutcome(
             None,
-            WorkerError(
-                self.index,
-                0,
-                qualified_name(WorkerTimeoutError),
-                f"{name} {what} at the timeout ({timeout}s)",
-                "",
+            WorkerError.of_runner(
+                self.index, 0, WorkerTimeoutError, f"{name} {what} at the timeout ({timeout}s)"
             ),
         )
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import signal
 from dataclasses import dataclass
 from multiprocessing import connection
@@ -26,7 +25,7 @@ from ..config import Settings
 from ..errors import SessionLockError
 from ..state import StateManager
 from .processes import Children, close_quietly, kill_and_reap, new_process, start_process
-from .results import WorkerError
+from .results import land_exception, ship_exception
 
 __all__ = ["KilledHolder", "LockHolder", "start_holder", "stop_holder"]
 
@@ -76,13 +75,8 @@ def _holder_main(conn: Connection, session_id: str, settings: Settings, timeout:
             with contextlib.suppress(EOFError):
                 conn.recv()  # "release", or end of file if the test process is gone
     except BaseException as exc:
-        error = WorkerError.from_exception(0, None, exc, keep=False)
-        try:
-            blob: bytes | None = pickle.dumps(exc)
-        except BaseException:
-            blob = None
         with contextlib.suppress(OSError):
-            conn.send(("error", error.exc_type, error.message, error.traceback, blob))
+            conn.send(("error", *ship_exception(exc)))
     finally:
         conn.close()
 
@@ -122,8 +116,8 @@ def start_holder(
             )
         if message[0] == "error":
             _, exc_type, text, trace, blob = message
-            original = _unpickled(blob)
-            if isinstance(original, BaseException):
+            original = land_exception(blob)
+            if original is not None:
                 raise original
             raise SessionLockError(
                 f"the lock holder of session {manager.session_id!r} failed: "
@@ -149,15 +143,6 @@ def _wait_for_message(conn: Connection, process: BaseProcess, deadline: float) -
                 return None
         if ready:  # exited without a word
             return None
-
-
-def _unpickled(blob: bytes | None) -> object:
-    if blob is None:
-        return None
-    try:
-        return pickle.loads(blob)
-    except BaseException:
-        return None
 
 
 def stop_holder(

@@ -8,6 +8,7 @@ and a failing assertion prints something a person can read.
 
 from __future__ import annotations
 
+import pickle
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -120,6 +121,23 @@ class WorkerError:
             exception=exc if keep else None,
         )
 
+    @classmethod
+    def of_runner(
+        cls, worker: int, iteration: int | None, kind: type[BaseException], message: str
+    ) -> WorkerError:
+        """A failure the runner saw, not one the target raised (a worker that died, or
+        was still running at the timeout): no traceback, no exception object."""
+        return cls(worker, iteration, qualified_name(kind), message, "")
+
+    @classmethod
+    def from_shipped(
+        cls, worker: int, iteration: int | None, shipped: tuple[str, str, str, bytes | None]
+    ) -> WorkerError:
+        """Rebuild what :func:`ship_exception` sent from a child: the
+        exception itself too, when it unpickles here."""
+        exc_type, message, trace, blob = shipped
+        return cls(worker, iteration, exc_type, message, trace, land_exception(blob))
+
     @property
     def where(self) -> str:
         """``"worker 2, iteration 7"``."""
@@ -133,6 +151,29 @@ class WorkerError:
         if self.traceback:
             text += "\n" + self.traceback.rstrip()
         return text
+
+
+def ship_exception(exc: BaseException) -> tuple[str, str, str, bytes | None]:
+    """What a child process sends of an exception it caught: its type's qualified
+    name, its message, its traceback, and the exception pickled (None if it does
+    not pickle: then the three words describe it)."""
+    try:
+        blob: bytes | None = pickle.dumps(exc, pickle.HIGHEST_PROTOCOL)
+    except BaseException:
+        blob = None
+    return qualified_name(type(exc)), safe_str(exc), format_traceback(exc), blob
+
+
+def land_exception(blob: bytes | None) -> BaseException | None:
+    """The exception :func:`ship_exception` pickled, or None if there is none or it
+    does not unpickle in this process (its class is not importable here...)."""
+    if blob is None:
+        return None
+    try:
+        value = pickle.loads(blob)
+    except BaseException:
+        return None
+    return value if isinstance(value, BaseException) else None
 
 
 def _group(errors: list[WorkerError]) -> list[list[WorkerError]]:

@@ -54,6 +54,7 @@ from .results import (
     WorkerTimeoutError,
     qualified_name,
     safe_str,
+    ship_exception,
 )
 
 __all__ = [
@@ -206,21 +207,14 @@ def _process_main(  # noqa: PLR0917 - a Process target gets its arguments positi
                 f"to the test process: {safe_str(exc)}"
             )
             _send(
-                conn, ("err", iteration, qualified_name(type(exc)), message, "", None, take_waits())
+                conn,
+                ("err", iteration, (qualified_name(type(exc)), message, "", None), take_waits()),
             )
         else:
             _send(conn, ("ret", iteration, blob, take_waits()))
 
     def raised(iteration: int, exc: BaseException) -> None:
-        try:
-            blob: bytes | None = pickle.dumps(exc, pickle.HIGHEST_PROTOCOL)
-        except BaseException:
-            blob = None  # described by type, message and traceback only
-        error = WorkerError.from_exception(worker, iteration, exc, keep=False)
-        _send(
-            conn,
-            ("err", iteration, error.exc_type, error.message, error.traceback, blob, take_waits()),
-        )
+        _send(conn, ("err", iteration, ship_exception(exc), take_waits()))
 
     try:
         if isinstance(call, bytes):
@@ -243,8 +237,7 @@ def _process_main(  # noqa: PLR0917 - a Process target gets its arguments positi
             )
         _send(conn, ("done",))
     except BaseException as exc:
-        error = WorkerError.from_exception(worker, None, exc, keep=False)
-        _send(conn, ("fatal", error.exc_type, error.message, error.traceback))
+        _send(conn, ("fatal", ship_exception(exc)))
     finally:
         conn.close()
 
@@ -290,27 +283,20 @@ class _ProcessWorker:
                 collected.returned(self.index, iteration, value)
             else:
                 collected.failed(
-                    WorkerError(
+                    WorkerError.of_runner(
                         self.index,
                         iteration,
-                        qualified_name(type(value)),
+                        type(value),
                         "the return value could not be unpickled in the test process: "
                         + safe_str(value),
-                        "",
                     )
                 )
         elif kind == "err":
-            _, iteration, exc_type, text, trace, blob, waits = message
+            _, iteration, shipped, waits = message
             collected.waits.extend(waits)
-            exception = None
-            if blob is not None:
-                loaded, value = _loads_or_error(blob)
-                if loaded and isinstance(value, BaseException):
-                    exception = value
-            collected.failed(WorkerError(self.index, iteration, exc_type, text, trace, exception))
+            collected.failed(WorkerError.from_shipped(self.index, iteration, shipped))
         elif kind == "fatal":
-            _, exc_type, text, trace = message
-            collected.failed(WorkerError(self.index, None, exc_type, text, trace))
+            collected.failed(WorkerError.from_shipped(self.index, None, message[1]))
             self.done = True  # nothing more will come; the failure is reported
 
     def finish(self, collected: _Collected, iterations: int) -> None:
@@ -321,13 +307,12 @@ class _ProcessWorker:
         if not self.done:
             started = collected.calls_done[self.index]
             collected.failed(
-                WorkerError(
+                WorkerError.of_runner(
                     self.index,
                     started if self.ready and started < iterations else None,
-                    qualified_name(WorkerDiedError),
+                    WorkerDiedError,
                     f"worker process {self.process.pid} ended with exit code "
                     f"{self.process.exitcode} before finishing its calls",
-                    "",
                 )
             )
 
@@ -344,12 +329,11 @@ class _ProcessWorker:
         else:
             what = f"had not started within the timeout ({timeout}s)"
         collected.failed(
-            WorkerError(
+            WorkerError.of_runner(
                 self.index,
                 started if self.ready and started < iterations else None,
-                qualified_name(WorkerTimeoutError),
+                WorkerTimeoutError,
                 f"worker process {self.process.pid} {what}; it was killed (SIGKILL)",
-                "",
             )
         )
 
@@ -562,13 +546,12 @@ class _ThreadRun:
                 else:
                     what = "was stopped"
                 self.collected.failed(
-                    WorkerError(
+                    WorkerError.of_runner(
                         index,
                         started if started < self.iterations else None,
-                        qualified_name(WorkerTimeoutError),
+                        WorkerTimeoutError,
                         f"worker thread {index} was still running at the timeout "
                         f"({self.timeout}s) and {what}",
-                        "",
                     )
                 )
 
@@ -704,13 +687,12 @@ def run_tasks(
         for index in cut:
             started = collected.calls_done[index]
             collected.failed(
-                WorkerError(
+                WorkerError.of_runner(
                     index,
                     started if started < iterations else None,
-                    qualified_name(WorkerTimeoutError),
+                    WorkerTimeoutError,
                     f"worker task {index} was still running at the timeout ({timeout}s) "
                     "and was cancelled",
-                    "",
                 )
             )
         return collected.result(
