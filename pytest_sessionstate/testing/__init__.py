@@ -15,16 +15,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..probes import ProbeEvent, ProbePoint, WritePoint
     from .contention import ContentionSimulator
-    from .crash import (
-        Crash,
-        CrashInjector,
-        CrashMode,
-        CrashReport,
-        InjectedFault,
-        TargetError,
-        Violation,
-    )
+    from .crash import CrashInjector, CrashMode, InjectedFault
     from .crashcheck import Check, Snapshot
+    from .crashresults import Crash, CrashReport, TargetError, Violation
     from .filecrash import FileCrash, FileState, FileViolation
     from .lockholder import KilledHolder, LockHolder
     from .results import (
@@ -77,10 +70,10 @@ _HOME = {
     "ContentionMode": "workers",
     "ContentionResult": "results",
     "ContentionSimulator": "contention",
-    "Crash": "crash",
+    "Crash": "crashresults",
     "CrashInjector": "crash",
     "CrashMode": "crash",
-    "CrashReport": "crash",
+    "CrashReport": "crashresults",
     "FileCrash": "filecrash",
     "FileState": "filecrash",
     "FileViolation": "filecrash",
@@ -93,8 +86,8 @@ _HOME = {
     "ProbePoint": "..probes",
     "SessionRootFactory": "roots",
     "Snapshot": "crashcheck",
-    "TargetError": "crash",
-    "Violation": "crash",
+    "TargetError": "crashresults",
+    "Violation": "crashresults",
     "WorkerDiedError": "results",
     "WorkerError": "results",
     "WorkerTimeoutError": "results",

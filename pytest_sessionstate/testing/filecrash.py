@@ -37,8 +37,9 @@ from typing import Any
 from ..clock import real_monotonic
 from ..config import Settings, use_settings
 from . import checks, rawchild, seccomp
-from .crash import MODES, Crash, CrashMode, CrashReport, TargetError, Violation
+from .crash import MODES, CrashMode
 from .crashlog import describe_exception
+from .crashresults import Crash, CrashReport, TargetError, Violation
 from .filemodel import MAX_STATES, PersistenceRecorder, PowerCut, describe_files
 from .fileops import Decoder, FileOp
 from .snapshot import Tree, restore, take_snapshot

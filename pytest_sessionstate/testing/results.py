@@ -133,7 +133,7 @@ class WorkerError:
     def from_shipped(
         cls, worker: int, iteration: int | None, shipped: tuple[str, str, str, bytes | None]
     ) -> WorkerError:
-        """Rebuild what :func:`ship_exception` sent from a child: the
+        """Rebuild what ``ship_exception`` (in this module) sent from a child: the
         exception itself too, when it unpickles here."""
         exc_type, message, trace, blob = shipped
         return cls(worker, iteration, exc_type, message, trace, land_exception(blob))
