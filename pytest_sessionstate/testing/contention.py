@@ -86,10 +86,6 @@ def _remove_if_empty(manager: StateManager) -> None:
         pass
 
 
-def _count(name: str, value: object) -> int:
-    return checks.integer(name, value, minimum=1)
-
-
 class ContentionSimulator:
     """Concurrency on demand for tests of session-state code.
 
@@ -198,8 +194,8 @@ class ContentionSimulator:
         (``KeyboardInterrupt`` included).
         """
         checks.callable_("target", target)
-        workers = _count("workers", workers)
-        iterations = _count("iterations", iterations)
+        workers = checks.integer("workers", workers, minimum=1)
+        iterations = checks.integer("iterations", iterations, minimum=1)
         mode = checks.choice("mode", mode, MODES)
         timeout = checks.seconds("timeout", timeout)
         call_kwargs = dict(kwargs or {})
