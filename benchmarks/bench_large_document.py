@@ -215,6 +215,28 @@ class Worker:
         self.process.wait(timeout=60)
 
 
+class LocalWorker:
+    """A variant run in the driver's own process (``--same-process``): the way this
+    benchmark measured before, for comparison; every variant then shares one
+    garbage collector."""
+
+    def __init__(self, name: str, directory: Path) -> None:
+        self.op = MAKERS[name](directory)
+        self.op(0)  # warm up
+
+    def time_ops(self, first: int, count: int) -> list[float]:
+        """Seconds each of the updates ``first``, ``first + 1``... took."""
+        elapsed = []
+        for i in range(first, first + count):
+            start = time.perf_counter_ns()
+            self.op(i)
+            elapsed.append((time.perf_counter_ns() - start) / 1e9)
+        return elapsed
+
+    def close(self) -> None:
+        """Nothing to stop."""
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--worker"]:
@@ -222,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser(__doc__.splitlines()[0], rounds=5, quick_rounds=2)
     parser.add_argument(
         "--ops", type=int, default=None, help="updates per variant per round (default 20)"
+    )
+    parser.add_argument(
+        "--same-process",
+        action="store_true",
+        help="run every variant in this process, not one worker process each",
     )
     args = parser.parse_args(argv)
     ops = args.ops or (5 if args.quick else 20)
@@ -231,16 +258,24 @@ def main(argv: list[str] | None = None) -> int:
     header(
         f"Updating a {size / 1e6:.2f} MB document ({N_OBJECTS:,} small objects)",
         args,
-        f"scratch dir {root} on {filesystem_of(root)}; one worker process per variant",
+        f"scratch dir {root} on {filesystem_of(root)}; "
+        + (
+            "all variants in one process" if args.same_process else "one worker process per variant"
+        ),
     )
     names = list(MAKERS)
-    workers: dict[str, Worker] = {}
+    workers: dict[str, Worker | LocalWorker] = {}
     for name in names:
         directory = root / name
         directory.mkdir(mode=0o700)
         (directory / DOC).write_text(json.dumps(document, indent=2), encoding="utf-8")
-        workers[name] = Worker(name, directory)
+        workers[name] = (
+            LocalWorker(name, directory) if args.same_process else Worker(name, directory)
+        )
     per_round: dict[str, list[float]] = {name: [] for name in names}
+    # Per round, the median over its updates of each variant's time over the bare
+    # limit's in the same slot (the two ran within milliseconds of each other).
+    paired: dict[str, list[float]] = {name: [] for name in names}
     try:
         for index in range(rounds_of(args)):
             times: dict[str, list[float]] = {name: [] for name in names}
@@ -249,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
                     times[name].extend(workers[name].time_ops(index * ops + i + 1, 1))
             for name in names:
                 per_round[name].append(median(times[name]))
+                paired[name].append(
+                    median([t / b for t, b in zip(times[name], times["bare"], strict=True)])
+                )
             print(
                 f"round {index + 1}: " + ", ".join(f"{n} {ms(per_round[n][-1])}" for n in names),
                 flush=True,
@@ -291,9 +329,16 @@ def main(argv: list[str] | None = None) -> int:
     print()
     speedup = base / summary["project"]
     print(f"goal project >= 8x faster than the original: {speedup:.1f}x {verdict(speedup >= 8)}")
+    # Judged on the ratio of the medians (issue #12); the median of the ratios of
+    # updates measured side by side (within milliseconds, one processor speed) is
+    # shown beside it: where the two differ, one variant's times are skewed.
     for name, label in (("project", "update_json"), ("transaction", "transaction")):
-        ratio = summary[name] / bare
-        print(f"goal {label} <= 1.25x the bare limit: {ratio:.2f}x {verdict(ratio <= 1.25)}")
+        of_medians = summary[name] / bare
+        pair = median(paired[name])
+        print(
+            f"goal {label} <= 1.25x the bare limit: {of_medians:.2f}x (median of the "
+            f"paired ratios {pair:.2f}x) {verdict(of_medians <= 1.25)}"
+        )
     return 0
 
 
