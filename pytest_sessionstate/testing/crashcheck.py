@@ -74,6 +74,16 @@ def show(value: Any, *, limit: int = _SHOW_LIMIT) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def subject(session_id: str | None, filename: str | None) -> str:
+    """``"session 's1', file 'a.json': "``: what a finding is about, as its prefix."""
+    where = []
+    if session_id is not None:
+        where.append(f"session {session_id!r}")
+    if filename is not None:
+        where.append(f"file {filename!r}")
+    return (", ".join(where) + ": ") if where else ""
+
+
 @dataclass(frozen=True)
 class Finding:
     """One thing found wrong on disk.
@@ -90,13 +100,9 @@ class Finding:
     expected: str
 
     def __str__(self) -> str:
-        where = []
-        if self.session_id is not None:
-            where.append(f"session {self.session_id!r}")
-        if self.filename is not None:
-            where.append(f"file {self.filename!r}")
-        prefix = (", ".join(where) + ": ") if where else ""
-        return f"{prefix}found {self.found}; expected {self.expected}"
+        return (
+            f"{subject(self.session_id, self.filename)}found {self.found}; expected {self.expected}"
+        )
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from .crashcheck import show
+from .crashcheck import show, subject
 
 __all__ = ["Crash", "CrashReport", "TargetError", "Violation"]
 
@@ -87,15 +87,10 @@ class Violation:
     def description(self) -> str:
         """A readable account: which run, which point, which file, found, expected."""
         when = "after it completed" if self.crash is None else f"crashed {self.crash}"
-        where = []
-        if self.session_id is not None:
-            where.append(f"session {self.session_id!r}")
-        if self.filename is not None:
-            where.append(f"file {self.filename!r}")
-        subject = (", ".join(where) + ": ") if where else ""
+        about = subject(self.session_id, self.filename)
         text = (
             f"run {self.run}, {when}, state: {self.state}\n"
-            f"    {subject}found {self.found}\n"
+            f"    {about}found {self.found}\n"
             f"    expected {self.expected}"
         )
         if self.session_id is None:  # the user's check: show what it was given
