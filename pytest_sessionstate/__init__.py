@@ -16,6 +16,7 @@ from .errors import (
     SessionError,
     SessionLockError,
     SessionNotFoundError,
+    SessionTypeError,
     SessionValueError,
 )
 from .jsontypes import JSONObject, Updates
@@ -42,6 +43,7 @@ __all__ = [
     "SessionLockError",
     "SessionNotFoundError",
     "SessionRootFactory",
+    "SessionTypeError",
     "SessionValueError",
     "Settings",
     "StateManager",

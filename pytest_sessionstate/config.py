@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Union
 
-from .errors import SessionValueError
+from .errors import SessionTypeError, SessionValueError
 from .names import exact_str, validate_name
 
 __all__ = [
@@ -42,13 +42,13 @@ _SHOWN = frozenset({str, bytes, bool, type(None), list, tuple, dict, complex})
 def to_seconds(value: object, name: str) -> float:
     """A timeout in seconds as a float; an int too large for a float is infinite.
 
-    :raises SessionValueError: if ``value`` is not an int or float (bools refused),
-        or is NaN.
+    :raises SessionTypeError: if ``value`` is not an int or float (bools refused).
+    :raises SessionValueError: if it is NaN.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         # Only builtins are shown by their repr: a user object's __repr__ may lie or raise.
         shown = repr(value) if type(value) in _SHOWN else type(value).__name__
-        raise SessionValueError(
+        raise SessionTypeError(
             f"{name} must be a number of seconds, not {shown}", details={name: shown}
         )
     try:
@@ -84,19 +84,27 @@ class Settings:
     :param durable: fsync every write (file and directory) before it is acknowledged.
         Turn off only where losing recent writes on power loss is acceptable
         (tests, caches).
-    :raises SessionValueError: if an argument has the wrong type or is NaN.
+    :raises SessionTypeError: if an argument has the wrong type (a
+        :class:`SessionValueError` that is also a :class:`TypeError`).
+    :raises SessionValueError: if the root is empty or the timeout NaN.
     """
 
     __slots__ = ("_durable", "_lock_timeout", "_root")
 
     def __init__(self, root: StrPath, *, lock_timeout: float = 30.0, durable: bool = True) -> None:
-        if not isinstance(root, (str, os.PathLike)) or not os.fspath(root):
+        if not isinstance(root, (str, os.PathLike)):
+            shown = repr(root) if type(root) in _SHOWN else type(root).__name__
+            raise SessionTypeError(
+                f"root must be a path (str or os.PathLike), not {shown}",
+                details={"root": shown},
+            )
+        if not os.fspath(root):
             raise SessionValueError(
                 f"root must be a non-empty path, not {root!r}", details={"root": repr(root)}
             )
         seconds = to_seconds(lock_timeout, "lock_timeout")
         if not isinstance(durable, bool):
-            raise SessionValueError(
+            raise SessionTypeError(
                 f"durable must be a bool, not {durable!r}", details={"durable": repr(durable)}
             )
         self._root = Path(os.path.abspath(os.path.expanduser(exact_str(os.fspath(root)))))

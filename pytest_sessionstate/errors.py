@@ -16,6 +16,7 @@ __all__ = [
     "SessionError",
     "SessionLockError",
     "SessionNotFoundError",
+    "SessionTypeError",
     "SessionValueError",
 ]
 
@@ -62,4 +63,14 @@ class SessionValueError(SessionError, ValueError):
     """Bad input: an invalid id, filename, dot path or non-JSON data.
 
     Raised before anything on disk is touched.
+    """
+
+
+class SessionTypeError(SessionValueError, TypeError):
+    """Bad input of the wrong type (a session id that is not a ``str``, a timeout that
+    is not a number, a root that is not a path).
+
+    Both a :class:`SessionValueError`, which the contract promises for any bad
+    input to the state manager, and a :class:`TypeError`, which Python code
+    expects for an argument of the wrong type (and the testing toolkit raises).
     """

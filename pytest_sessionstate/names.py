@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .errors import SessionValueError
+from .errors import SessionTypeError, SessionValueError
 
 __all__ = [
     "is_session_file",
@@ -83,7 +83,8 @@ def validate_name(name: Any, kind: str = "name") -> str:
     the checked name and the used one differ.
 
     :param kind: what the name is (``"session id"``, ``"filename"``), for the message.
-    :raises SessionValueError: naming the rule that ``name`` breaks.
+    :raises SessionValueError: naming the rule that ``name`` breaks
+        (:class:`SessionTypeError`, also a :class:`TypeError`, if it is no ``str``).
     """
     if isinstance(name, str):
         name = exact_str(name)
@@ -91,7 +92,8 @@ def validate_name(name: Any, kind: str = "name") -> str:
     if problem is not None:
         # Only builtins are shown by their repr: a user object's __repr__ may lie or raise.
         shown = repr(name) if type(name) in _SHOWN else f"<{type(name).__name__} object>"
-        raise SessionValueError(
+        error = SessionTypeError if not isinstance(name, str) else SessionValueError
+        raise error(
             f"invalid {kind} {shown}: {problem}",
             details={"kind": kind, "value": shown, "problem": problem},
         )

@@ -13,10 +13,17 @@ from pytest_sessionstate import (
     SessionError,
     SessionLockError,
     SessionNotFoundError,
+    SessionTypeError,
     SessionValueError,
 )
 
-SUBCLASSES = [SessionLockError, SessionNotFoundError, SessionCorruptError, SessionValueError]
+SUBCLASSES = [
+    SessionLockError,
+    SessionNotFoundError,
+    SessionCorruptError,
+    SessionValueError,
+    SessionTypeError,
+]
 ALL = [SessionError, *SUBCLASSES]
 
 
@@ -99,3 +106,53 @@ def test_errors_cross_process_boundaries(cls):
     assert type(received) is cls
     assert str(received) == f"from child {cls.__name__}"
     assert received.details == {"session_id": "child", "timeout": 1.5}
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: pytest_sessionstate.Settings(5),
+        lambda: pytest_sessionstate.Settings(None),
+        lambda: pytest_sessionstate.Settings("/tmp/x", lock_timeout="30"),
+        lambda: pytest_sessionstate.Settings("/tmp/x", lock_timeout=True),
+        lambda: pytest_sessionstate.Settings("/tmp/x", durable="yes"),
+        lambda: pytest_sessionstate.StateManager(42),
+        lambda: pytest_sessionstate.StateManager(b"s1"),
+    ],
+    ids=[
+        "root-int",
+        "root-none",
+        "timeout-str",
+        "timeout-bool",
+        "durable-str",
+        "id-int",
+        "id-bytes",
+    ],
+)
+def test_a_wrong_type_is_a_type_error_and_a_session_value_error(make):
+    """One rule for the whole project: a wrong type is a TypeError, as the toolkit's
+    are; in the core it is also the SessionValueError the contract promises."""
+    with pytest.raises(pytest_sessionstate.SessionTypeError) as info:
+        make()
+    assert isinstance(info.value, TypeError)
+    assert isinstance(info.value, pytest_sessionstate.SessionValueError)
+    assert ", not " in str(info.value)
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert type(copy) is pytest_sessionstate.SessionTypeError
+    assert copy.details == info.value.details
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: pytest_sessionstate.Settings(""),
+        lambda: pytest_sessionstate.Settings("/tmp/x", lock_timeout=float("nan")),
+        lambda: pytest_sessionstate.StateManager("../up"),
+        lambda: pytest_sessionstate.StateManager(""),
+    ],
+    ids=["root-empty", "timeout-nan", "id-dotdot", "id-empty"],
+)
+def test_a_wrong_value_of_the_right_type_is_a_value_error_only(make):
+    with pytest.raises(pytest_sessionstate.SessionValueError) as info:
+        make()
+    assert not isinstance(info.value, TypeError)
