@@ -34,6 +34,7 @@ from . import fsops, probes
 from .clock import real_monotonic
 from .errors import SessionLockError
 from .locking import LockTimeout, SessionLock, lock_for
+from .names import is_valid_name
 from .probes import ProbeEvent
 
 if TYPE_CHECKING:
@@ -271,10 +272,16 @@ class LockContext:
             return False
         except BaseException:
             trying = self._trying
-            if trying is None or trying[0].dir_fd != dir_fd:  # not handed to the lock
-                os.close(dir_fd)
+            handed = trying is not None and trying[0].dir_fd == dir_fd  # to the lock
             if created:
-                self._remove_if_new(-1)
+                if not handed:
+                    self._discard_debris(dir_fd)
+                elif trying is not None and trying[0].owner() == owner:
+                    self._remove_if_new(dir_fd)  # held: its lock file and marker go too
+                else:  # pragma: no cover - handed to a lock that another owner holds
+                    self._remove_if_new(-1)
+            if not handed:
+                os.close(dir_fd)
             raise
         if waited is False or waited is None:
             os.close(dir_fd)
@@ -364,6 +371,25 @@ class LockContext:
             details={"session_id": session_id, "timeout": self._timeout, "problem": "asyncio task"},
         )
 
+    def _discard_debris(self, dir_fd: int) -> None:
+        """Undo the creation of a session whose first write failed before it held the
+        lock (a probe listener's error, an fsync, EMFILE...): the marker and the
+        directory go, unless a lock file is in it by now (then someone else is making
+        it a session, and the marker tells what it is until they do)."""
+        with contextlib.suppress(OSError):
+            try:
+                names = os.listdir(dir_fd)
+            except OSError:  # no descriptor to list it with: look for the lock file
+                try:
+                    os.stat(fsops.LOCK_NAME, dir_fd=dir_fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    names = [fsops.UNBORN_NAME]
+                else:
+                    return
+            if set(names) <= {fsops.UNBORN_NAME}:
+                fsops.clear_unborn(dir_fd)  # it may never have been made (EMFILE)
+                os.rmdir(self._manager.session_dir)
+
     def _remove_if_new(self, dir_fd: int) -> None:
         """Undo the creation of a session whose first write failed (lock held through
         ``dir_fd``, or never taken: -1): the directory goes only if it holds nothing
@@ -378,7 +404,12 @@ class LockContext:
         with contextlib.suppress(OSError):
             if dir_fd >= 0:
                 try:
-                    if sorted(os.listdir(dir_fd)) != [fsops.UNBORN_NAME, fsops.LOCK_NAME]:
+                    names = sorted(os.listdir(dir_fd))
+                    if names != [fsops.UNBORN_NAME, fsops.LOCK_NAME]:
+                        if fsops.UNBORN_NAME in names and any(map(is_valid_name, names)):
+                            # The write failed after its file was in place (an error at
+                            # ``replaced`` or later): the session exists, with it.
+                            fsops.clear_unborn(dir_fd)
                         return
                 except OSError:
                     # No descriptor to list it with: let rmdir judge the rest.

@@ -217,3 +217,40 @@ def test_the_async_manager_sees_the_same(tmp_path):
         return before, await manager.exists()
 
     assert asyncio.run(main()) == (False, True)
+
+
+def first_write(manager: StateManager, how: str) -> None:
+    if how == "transaction":
+        with manager.transaction("a.json", default={"v": 1}):
+            pass
+    else:
+        manager.write_json("a.json", {"v": 1})
+
+
+@pytest.mark.parametrize("how", ["write_json", "transaction"])
+@pytest.mark.parametrize("durable", [False, True], ids=["fast", "durable"])
+def test_a_first_write_failing_at_any_point_leaves_nothing_or_the_whole_session(
+    tmp_path, durable, how
+):
+    """An OSError injected at each point of a first write: before the file is in
+    place nothing is left (not even the directory); from ``replaced`` on, the
+    session is there with its document and without the marker."""
+    from pytest_sessionstate.testing.crash import CrashInjector
+
+    cfg = cfg_for(tmp_path, durable)
+    injector = CrashInjector(cfg)
+    points = ["dir-created", "lock-acquired", "temp-created", "temp-written"]
+    points += ["temp-synced"] if durable else []
+    after = ["replaced", "dir-synced"] if durable else ["replaced"]
+    for point in points + after:
+        session_id = "s-" + point
+        manager = StateManager(session_id, settings=cfg)
+        with injector.fail_at(point) as fault, pytest.raises(OSError):
+            first_write(manager, how)
+        assert fault.fired
+        if point in after:
+            assert manager.read_json("a.json") == {"v": 1}
+            assert sorted(os.listdir(manager.session_dir)) == [LOCK_NAME, "a.json"]
+        else:
+            assert not manager.session_dir.exists(), point
+    assert list_sessions(settings=cfg) == sorted("s-" + point for point in after)
