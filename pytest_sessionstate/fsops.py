@@ -370,8 +370,9 @@ def mark_unborn(dir_fd: int, *, durable: bool) -> None:
 
 
 def clear_unborn(dir_fd: int) -> None:
-    """Remove the marker (the session is a session now); absent is fine."""
-    with contextlib.suppress(FileNotFoundError):
+    """Remove the marker (the session is a session now); absent is fine, and a
+    directory squatting on its name is left alone (it never fails a write)."""
+    with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
         os.unlink(UNBORN_NAME, dir_fd=dir_fd)
 
 
@@ -384,8 +385,10 @@ def is_unborn(dir_fd: int, is_valid: Callable[[str], bool]) -> bool:
     session, empty or not.  Two ``stat`` calls for a session in use.
     """
     try:
-        os.stat(UNBORN_NAME, dir_fd=dir_fd, follow_symlinks=False)
+        marked = stat.S_ISREG(os.stat(UNBORN_NAME, dir_fd=dir_fd, follow_symlinks=False).st_mode)
     except FileNotFoundError:
+        marked = False
+    if not marked:
         try:
             os.stat(LOCK_NAME, dir_fd=dir_fd, follow_symlinks=False)
             return False
@@ -407,13 +410,19 @@ def remove_orphans(dir_fd: int, session_dir: str) -> bool:
     costs three more system calls on every write): what it lists is only ever
     unlinked in ``dir_fd``, and only if it is a temp name.
     """
+    unborn = False
     with os.scandir(session_dir) as entries:
-        dot_names = [entry.name for entry in entries if entry.name[0] == "."]
+        dot_names = []
+        for entry in entries:
+            if entry.name[0] == ".":
+                dot_names.append(entry.name)
+                if entry.name == UNBORN_NAME:
+                    unborn = entry.is_file(follow_symlinks=False)
     for name in dot_names:
         if _TEMP.fullmatch(name):
             with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
                 os.unlink(name, dir_fd=dir_fd)
-    return UNBORN_NAME in dot_names
+    return unborn
 
 
 def write_file(

@@ -254,3 +254,18 @@ def test_a_first_write_failing_at_any_point_leaves_nothing_or_the_whole_session(
         else:
             assert not manager.session_dir.exists(), point
     assert list_sessions(settings=cfg) == sorted("s-" + point for point in after)
+
+
+def test_a_directory_squatting_on_the_markers_name_blocks_nothing(tmp_path):
+    """Like a squatter on a temp name (case 12): a directory named ``.creating``
+    never fails a write and never hides a session."""
+    cfg = cfg_for(tmp_path, durable=False)
+    manager = StateManager("s1", settings=cfg)
+    with manager.lock():
+        pass  # a session, empty
+    (manager.session_dir / UNBORN_NAME).mkdir()
+    assert manager.exists()
+    assert list_sessions(settings=cfg) == ["s1"]
+    manager.write_json("a.json", {"v": 1})
+    assert manager.read_json("a.json") == {"v": 1}
+    assert (manager.session_dir / UNBORN_NAME).is_dir()
