@@ -187,6 +187,8 @@ def test_every_shape_of_debris_is_no_session_and_repair_removes_it(tmp_path, lef
     assert_no_session(cfg)
     report = check_root(cfg.root)
     assert [f.kind for f in report.findings if f.session_id == "s1"].count("empty-session") == 1
+    (session,) = [s for s in report.sessions if s.session_id == "s1"]
+    assert session.to_json()["unborn"] is (UNBORN_NAME in leftover)
     repair_root(cfg.root)
     assert os.listdir(cfg.root) == []
 
