@@ -364,7 +364,12 @@ def mark_unborn(dir_fd: int, *, durable: bool) -> None:
     Durably (when ``durable``) before anything else is made in it: a power cut
     can then never keep the lock file without the marker.
     """
-    os.close(os.open(UNBORN_NAME, _CREATE_FLAGS, FILE_MODE, dir_fd=dir_fd))
+    try:
+        os.close(os.open(UNBORN_NAME, _CREATE_FLAGS, FILE_MODE, dir_fd=dir_fd))
+    except FileExistsError:
+        # Marked already: the directory we made was deleted and made again, by
+        # another first write, between our mkdir and our open of it.
+        return
     if durable:
         fsync_dir(dir_fd)
 

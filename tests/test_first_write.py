@@ -271,3 +271,21 @@ def test_a_directory_squatting_on_the_markers_name_blocks_nothing(tmp_path):
     manager.write_json("a.json", {"v": 1})
     assert manager.read_json("a.json") == {"v": 1}
     assert (manager.session_dir / UNBORN_NAME).is_dir()
+
+
+def test_marking_a_directory_marked_already_is_fine(tmp_path):
+    """A first write whose new directory was deleted and made again by another first
+    write, between its mkdir and its open, finds the marker there: not an error
+    (the race test of whole-session deletes and creating writes met this as a raw
+    FileExistsError, one run in four)."""
+    from pytest_sessionstate import fsops
+
+    directory = tmp_path / "s1"
+    directory.mkdir()
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fsops.mark_unborn(fd, durable=True)
+        fsops.mark_unborn(fd, durable=True)
+        assert os.listdir(fd) == [UNBORN_NAME]
+    finally:
+        os.close(fd)
