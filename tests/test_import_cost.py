@@ -89,7 +89,7 @@ def test_public_names_import_nothing_heavy():
     code = (
         "from pytest_sessionstate import (StateManager, get_session_or_raise, list_sessions,"
         " Settings, settings, use_settings, SessionError, SessionLockError,"
-        " SessionNotFoundError, SessionCorruptError, SessionValueError)"
+        " SessionNotFoundError, SessionCorruptError, SessionValueError, SessionTypeError)"
     )
     assert not imported_after(code) & NEVER_IN_THE_CORE
 

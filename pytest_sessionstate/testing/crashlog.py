@@ -47,8 +47,6 @@ __all__ = [
 
 #: The points that count as probe hits.
 COUNTED_POINTS: frozenset[str] = frozenset((*WRITE_POINTS, "removed"))
-#: Every point a probe may pass.
-ALL_POINTS = probes.PROBE_POINTS
 
 #: Exit status of a child whose target raised, or which failed to report.
 _EXIT_RAISED = 3
