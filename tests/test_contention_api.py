@@ -27,6 +27,7 @@ from pytest_sessionstate import (
     list_sessions,
 )
 from pytest_sessionstate.testing.contention import (
+    CONTENTION_MODES,
     MODES,
     PROBE_POINTS,
     ContentionError,
@@ -85,7 +86,7 @@ def test_iterations_below_one_or_not_an_int(contention: ContentionSimulator) -> 
 
 
 def test_unknown_mode_names_the_allowed_ones(contention: ContentionSimulator) -> None:
-    assert MODES == ("process", "thread", "task")
+    assert MODES == CONTENTION_MODES == ("process", "thread", "task")
     with pytest.raises(
         ValueError, match=r"mode must be one of 'process', 'thread', 'task', not 'greenlet'"
     ):

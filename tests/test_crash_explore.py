@@ -13,6 +13,13 @@ from pytest_sessionstate.testing.crash import Crash, CrashInjector, CrashReport
 from pytest_sessionstate.testing.snapshot import take_snapshot
 
 MODES = ["kill", "error", "power-loss"]
+
+
+def test_the_crash_modes_have_one_name_of_their_own():
+    from pytest_sessionstate.testing import crash
+
+    assert list(crash.CRASH_MODES) == MODES
+    assert crash.MODES is crash.CRASH_MODES
 DURABLE_UPDATE = list(probes.WRITE_POINTS)
 FAST_UPDATE = [p for p in probes.WRITE_POINTS if p not in ("temp-synced", "dir-synced")]
 

@@ -54,12 +54,13 @@ from .results import (
     WorkerError,
     WorkerTimeoutError,
 )
-from .workers import MODES, ContentionMode
+from .workers import CONTENTION_MODES, MODES, ContentionMode
 
 #: What the target of a run returns.
 T = TypeVar("T")
 
 __all__ = [
+    "CONTENTION_MODES",
     "MODES",
     "PROBE_POINTS",
     "CallOutcome",
@@ -196,7 +197,7 @@ class ContentionSimulator:
         checks.callable_("target", target)
         workers = checks.integer("workers", workers, minimum=1)
         iterations = checks.integer("iterations", iterations, minimum=1)
-        mode = checks.choice("mode", mode, MODES)
+        mode = checks.choice("mode", mode, CONTENTION_MODES)
         timeout = checks.seconds("timeout", timeout)
         call_kwargs = dict(kwargs or {})
         if mode == "task":

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .filecrash import FileState
 
 __all__ = [
+    "CRASH_MODES",
     "MODES",
     "Crash",
     "CrashMode",
@@ -52,8 +53,11 @@ __all__ = [
 #: The type of :meth:`CrashInjector.explore`'s ``mode``: how a run is crashed.
 CrashMode = Literal["kill", "error", "power-loss"]
 
-#: The crash modes of :meth:`CrashInjector.explore`.
-MODES: tuple[CrashMode, ...] = get_args(CrashMode)
+#: The crash modes of :meth:`CrashInjector.explore`: how a run is crashed.
+CRASH_MODES: tuple[CrashMode, ...] = get_args(CrashMode)
+#: The same, under its earlier name (one name per meaning: contention modes are
+#: :data:`~pytest_sessionstate.testing.contention.CONTENTION_MODES`).
+MODES = CRASH_MODES
 
 
 class InjectedFault:
@@ -211,7 +215,7 @@ class CrashInjector:
             from .workers import CoroutineRunner
 
             target = CoroutineRunner(target)  # each run awaits it in an event loop of its own
-        mode = checks.choice("mode", mode, MODES)
+        mode = checks.choice("mode", mode, CRASH_MODES)
         checks.callable_("check", check, optional=True)
         checks.integer("max_runs", max_runs, minimum=1)
         timeout = checks.seconds("timeout", timeout)

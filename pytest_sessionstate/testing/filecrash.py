@@ -37,7 +37,7 @@ from typing import Any
 from ..clock import real_monotonic
 from ..config import Settings, use_settings
 from . import checks, rawchild, seccomp
-from .crash import MODES, CrashMode
+from .crash import CRASH_MODES, CrashMode
 from .crashlog import describe_exception
 from .crashresults import Crash, CrashReport, TargetError, Violation
 from .filemodel import MAX_STATES, PersistenceRecorder, PowerCut, describe_files
@@ -510,7 +510,7 @@ def explore_files(
     """The loop behind :meth:`CrashInjector.explore_files` (see there)."""
 
     checks.callable_("target", target)
-    mode = checks.choice("mode", mode, MODES)
+    mode = checks.choice("mode", mode, CRASH_MODES)
     checks.callable_("check", check, optional=True)
     checks.integer("max_runs", max_runs, minimum=1)
     timeout = checks.seconds("timeout", timeout)

@@ -58,6 +58,7 @@ from .results import (
 )
 
 __all__ = [
+    "CONTENTION_MODES",
     "MODES",
     "ContentionMode",
     "CoroutineRunner",
@@ -70,8 +71,11 @@ __all__ = [
 #: <pytest_sessionstate.ContentionSimulator.run>`'s ``mode``: what the workers are.
 ContentionMode = Literal["process", "thread", "task"]
 
-#: The values of ``mode``.
-MODES: tuple[ContentionMode, ...] = get_args(ContentionMode)
+#: The values of ``mode``: what a contention worker is.
+CONTENTION_MODES: tuple[ContentionMode, ...] = get_args(ContentionMode)
+#: The same, under its earlier name (one name per meaning: crash modes are
+#: :data:`~pytest_sessionstate.testing.crash.CRASH_MODES`).
+MODES = CONTENTION_MODES
 
 #: Seconds a thread told to stop at the timeout gets before it is reported as still running.
 THREAD_STOP_GRACE = 5.0
