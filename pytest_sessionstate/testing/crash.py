@@ -56,7 +56,7 @@ CrashMode = Literal["kill", "error", "power-loss"]
 #: The crash modes of :meth:`CrashInjector.explore`: how a run is crashed.
 CRASH_MODES: tuple[CrashMode, ...] = get_args(CrashMode)
 #: The same, under its earlier name (one name per meaning: contention modes are
-#: :data:`~pytest_sessionstate.testing.contention.CONTENTION_MODES`).
+#: ``contention.CONTENTION_MODES``).
 MODES = CRASH_MODES
 
 

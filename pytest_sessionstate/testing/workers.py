@@ -74,7 +74,7 @@ ContentionMode = Literal["process", "thread", "task"]
 #: The values of ``mode``: what a contention worker is.
 CONTENTION_MODES: tuple[ContentionMode, ...] = get_args(ContentionMode)
 #: The same, under its earlier name (one name per meaning: crash modes are
-#: :data:`~pytest_sessionstate.testing.crash.CRASH_MODES`).
+#: ``crash.CRASH_MODES``).
 MODES = CONTENTION_MODES
 
 #: Seconds a thread told to stop at the timeout gets before it is reported as still running.
