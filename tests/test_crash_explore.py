@@ -20,6 +20,8 @@ def test_the_crash_modes_have_one_name_of_their_own():
 
     assert list(crash.CRASH_MODES) == MODES
     assert crash.MODES is crash.CRASH_MODES
+
+
 DURABLE_UPDATE = list(probes.WRITE_POINTS)
 FAST_UPDATE = [p for p in probes.WRITE_POINTS if p not in ("temp-synced", "dir-synced")]
 
