@@ -41,13 +41,18 @@ __all__ = [
     "DIR_MODE",
     "FILE_MODE",
     "LOCK_NAME",
+    "SUBDIR_FLAGS",
+    "UNBORN_NAME",
+    "clear_unborn",
     "entry_kind",
     "fsync_dir",
     "is_temp_name",
     "is_tombstone_name",
+    "is_unborn",
     "kind_of",
     "list_documents",
     "make_dirs",
+    "mark_unborn",
     "lock_file_is",
     "open_lock_file",
     "open_session",
@@ -58,10 +63,6 @@ __all__ = [
     "remove_session",
     "same_entry",
     "write_file",
-    "UNBORN_NAME",
-    "mark_unborn",
-    "clear_unborn",
-    "is_unborn",
 ]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -405,15 +406,15 @@ def is_unborn(dir_fd: int, is_valid: Callable[[str], bool]) -> bool:
 def remove_orphans(dir_fd: int, session_dir: str) -> bool:
     """Remove temp files left by writers that were killed mid-write.
 
-    :returns: whether the directory holds the marker of an unfinished first write
-        (found in the same listing; the caller removes it once its write is done).
-
     Called with the lock held, when no other writer can own a temp file.  Only
     files are removed, and only through ``dir_fd``: a directory squatting on a
     temp name is left alone (and never blocks a write, since every temp name is
     new).  The names are listed through the path (a listing through a descriptor
     costs three more system calls on every write): what it lists is only ever
     unlinked in ``dir_fd``, and only if it is a temp name.
+
+    :returns: whether the directory holds the marker of an unfinished first write
+        (found in the same listing; the caller removes it once its write is done).
     """
     unborn = False
     with os.scandir(session_dir) as entries:
